@@ -1,0 +1,545 @@
+"""The per-request engine: open-loop scheduler, HTTP/1.1 keep-alive pool, HDR recording.
+
+Everything done once per request lives here; everything done once per interval or per stage
+lives in Python (crestline.engine). Times are CLOCK_MONOTONIC int64 nanoseconds.
+
+The scheduler is a timerfd armed at the next intended send time (TFD_TIMER_ABSTIME, ns) and
+registered with the event loop; every wake sends all slots that are due. Re-arming with
+timerfd_settime also clears the fd's readiness, so no read() is needed per wake. uvloop's own
+timers round to whole milliseconds and may fire early; the timerfd does neither.
+"""
+import asyncio
+
+import httptools
+
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+from posix.time cimport itimerspec
+from posix.unistd cimport close
+
+from crestline._clock cimport now_ns
+from crestline._hdr cimport HdrRecorder
+
+
+cdef extern from "<sys/timerfd.h>" nogil:
+    int timerfd_create(int clockid, int flags)
+    int timerfd_settime(int fd, int flags, const itimerspec* new_value, itimerspec* old_value)
+    int TFD_NONBLOCK
+    int TFD_CLOEXEC
+    int TFD_TIMER_ABSTIME
+
+cdef extern from "<time.h>" nogil:
+    int CLOCK_MONOTONIC
+
+
+# Error kinds, in the order of ERROR_KINDS.
+cdef enum:
+    ERR_CONNECT = 0
+    ERR_TIMEOUT = 1
+    ERR_READ = 2
+    ERR_HTTP_4XX = 3
+    ERR_HTTP_5XX = 4
+    ERR_PROTOCOL = 5
+    N_ERR = 6
+
+ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol")
+
+# Connection states.
+cdef enum:
+    S_NEW = 0       # created, not connected yet
+    S_IDLE = 1      # connected, no request outstanding
+    S_BUSY = 2      # one request written, response not complete
+    S_DEAD = 3      # closing or closed; never reused
+
+# First messages kept per error kind per interval (the Python layer keeps the run's first few).
+cdef enum:
+    MESSAGES_PER_KIND = 3
+
+cdef class Core
+
+
+def monotonic_ns():
+    """The engine's clock (CLOCK_MONOTONIC, int64 ns)."""
+    return now_ns()
+
+
+cdef class _Conn:
+    """One keep-alive HTTP/1.1 connection; at most one request outstanding (no pipelining)."""
+    cdef Core core
+    cdef object transport
+    cdef object write
+    cdef object parser
+    cdef int state
+    cdef int64_t intended_ns
+    cdef int64_t sent_ns
+
+    def __init__(self, Core core):
+        self.core = core
+        self.parser = httptools.HttpResponseParser(self)
+        self.state = S_NEW
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.write = transport.write
+        self.core._conn_made(self)
+
+    def data_received(self, data):
+        if self.state != S_BUSY:
+            if self.state != S_DEAD:
+                self.core._conn_error(self, ERR_PROTOCOL, "bytes from the server with no request outstanding")
+            return
+        try:
+            self.parser.feed_data(data)
+        except Exception as exc:
+            self.core._conn_error(self, ERR_PROTOCOL, f"bad HTTP response: {exc!r}")
+
+    def on_message_complete(self):
+        self.core._response_done(self, self.parser.get_status_code(),
+                                 self.parser.should_keep_alive())
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.core._conn_lost(self, exc)
+
+
+class Conn(_Conn, asyncio.Protocol):
+    pass
+
+
+cdef class Core:
+    """Drives one stream of requests at one target from one event loop.
+
+    Constructed once per engine; `start()` begins a stage (a schedule of intended send times),
+    and connections stay warm across stages.
+    """
+    cdef object loop
+    cdef object host
+    cdef int port
+    cdef list payloads
+    cdef int max_conns
+    cdef int n_open
+    cdef int n_connecting
+    cdef int64_t max_inflight
+    cdef int64_t timeout_ns
+    cdef double connect_timeout_s
+    cdef bint precise
+    cdef int64_t spin_ns
+    cdef list conns
+    cdef list idle
+    cdef bint closed
+
+    # queue of slots waiting for a connection: intended time and payload index
+    cdef int64_t* q_t
+    cdef int32_t* q_p
+    cdef int64_t q_head
+    cdef int64_t q_len
+    cdef int64_t q_cap
+    cdef int64_t n_busy
+
+    # schedule
+    cdef object chunk_src
+    cdef object _off_ref
+    cdef object _pidx_ref
+    cdef const int64_t[::1] off
+    cdef const int32_t[::1] pidx
+    cdef bint has_pidx
+    cdef Py_ssize_t pos
+    cdef Py_ssize_t n
+    cdef int64_t base_ns
+    cdef int64_t end_ns
+    cdef readonly bint scheduling
+    cdef int tfd
+    cdef bint spin_pending
+    cdef object sweep_handle
+    cdef double sweep_s
+
+    cdef HdrRecorder lat
+    cdef HdrRecorder svc
+    cdef HdrRecorder lag
+    cdef HdrRecorder sched
+
+    # interval counters
+    cdef int64_t c_scheduled
+    cdef int64_t c_sent
+    cdef int64_t c_completed
+    cdef int64_t c_ok
+    cdef int64_t c_shed
+    cdef int64_t c_err[N_ERR]
+    cdef int c_msgs[N_ERR]
+    cdef list messages
+
+    def __cinit__(self):
+        self.q_t = NULL
+        self.q_p = NULL
+        self.tfd = -1
+
+    def __init__(self, loop, str host, int port, list payloads, dict layout, *,
+                 int connections, int64_t max_inflight, double timeout_s,
+                 double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0):
+        if not payloads:
+            raise ValueError("at least one payload is needed")
+        self.loop = loop
+        self.host = host
+        self.port = port
+        self.payloads = [bytes(p) for p in payloads]
+        self.max_conns = connections
+        self.max_inflight = max_inflight
+        self.timeout_ns = <int64_t>(timeout_s * 1e9)
+        self.connect_timeout_s = connect_timeout_s
+        self.precise = precise
+        self.spin_ns = <int64_t>(spin_us * 1e3)
+        self.conns = []
+        self.idle = []
+        self.q_cap = max_inflight
+        self.q_t = <int64_t*>malloc(self.q_cap * sizeof(int64_t))
+        self.q_p = <int32_t*>malloc(self.q_cap * sizeof(int32_t))
+        if self.q_t == NULL or self.q_p == NULL:
+            raise MemoryError()
+        self.lat = HdrRecorder(**layout)
+        self.svc = HdrRecorder(**layout)
+        self.lag = HdrRecorder(**layout)
+        self.sched = HdrRecorder(**layout)
+        self.messages = []
+        self._reset_counters()
+        self.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        if self.tfd < 0:
+            raise OSError("timerfd_create failed")
+        loop.add_reader(self.tfd, self._on_timer)
+        # Timeouts are checked by a sweep, a tenth of the timeout apart (at most 10 ms).
+        self.sweep_s = min(timeout_s / 10.0, 0.01)
+        self.sweep_handle = loop.call_later(self.sweep_s, self._on_sweep)
+
+    def __dealloc__(self):
+        free(self.q_t)
+        free(self.q_p)
+        if self.tfd >= 0:
+            close(self.tfd)
+
+    # -- stage control (Python, once per stage) ---------------------------------------------
+    def start(self, int64_t base_ns, int64_t end_ns, chunk_src):
+        """Begin a stage: slots at base_ns + offset for offsets from chunk_src() while < end_ns.
+
+        chunk_src() returns (int64 offsets ns, int32 payload indices or None), or None when the
+        schedule is exhausted.
+        """
+        if self.closed:
+            raise RuntimeError("engine is closed")
+        self.base_ns = base_ns
+        self.end_ns = end_ns
+        self.chunk_src = chunk_src
+        self.pos = 0
+        self.n = 0
+        self.scheduling = True
+        self._next_chunk()
+        self._tick()
+
+    def pump(self):
+        """Send whatever is due now (used right before an interval boundary is read)."""
+        if self.scheduling:
+            self._tick()
+
+    def stop(self):
+        """Stop scheduling (requests already in flight continue)."""
+        self._schedule_done()
+
+    def take_interval(self):
+        """Counters and histograms since the last call; resets them.
+
+        Returns (counters dict, latency, service, send_lag, schedule_lag) where each histogram
+        is HdrRecorder.take()'s tuple.
+        """
+        errs = {ERROR_KINDS[i]: self.c_err[i] for i in range(N_ERR)}
+        counters = {
+            "scheduled": self.c_scheduled,
+            "sent": self.c_sent,
+            "completed": self.c_completed,
+            "ok": self.c_ok,
+            "shed": self.c_shed,
+            "by_error": errs,
+            "inflight": self.n_busy + self.q_len,
+            "queued": self.q_len,
+            "connections": self.n_open,
+            "messages": self.messages,
+        }
+        self.messages = []
+        self._reset_counters()
+        return (counters, self.lat.take(), self.svc.take(), self.lag.take(), self.sched.take())
+
+    @property
+    def inflight(self):
+        return self.n_busy + self.q_len
+
+    @property
+    def open_connections(self):
+        return self.n_open
+
+    def abandon(self, str why):
+        """Fail every queued and outstanding request as a timeout (the run is ending)."""
+        cdef _Conn conn
+        while self.q_len:
+            self._dequeue()
+            self._error(ERR_TIMEOUT, why)
+        for conn in list(self.conns):
+            if conn.state == S_BUSY:
+                self._conn_error(conn, ERR_TIMEOUT, why)
+
+    def close(self):
+        """Stop everything and close every connection."""
+        cdef _Conn conn
+        if self.closed:
+            return
+        self._schedule_done()
+        self.closed = True
+        if self.sweep_handle is not None:
+            self.sweep_handle.cancel()
+            self.sweep_handle = None
+        self.loop.remove_reader(self.tfd)
+        for conn in list(self.conns):
+            conn.state = S_DEAD
+            if conn.transport is not None:
+                conn.transport.close()
+        self.idle = []
+
+    # -- scheduler ----------------------------------------------------------------------------
+    def _on_timer(self):
+        self.spin_pending = False
+        self._tick()
+
+    cdef void _arm(self, int64_t at_ns) noexcept:
+        cdef itimerspec its
+        its.it_interval.tv_sec = 0
+        its.it_interval.tv_nsec = 0
+        its.it_value.tv_sec = at_ns // 1000000000
+        its.it_value.tv_nsec = at_ns % 1000000000
+        timerfd_settime(self.tfd, TFD_TIMER_ABSTIME, &its, NULL)
+
+    cdef void _disarm(self) noexcept:
+        cdef itimerspec its
+        its.it_interval.tv_sec = 0
+        its.it_interval.tv_nsec = 0
+        its.it_value.tv_sec = 0
+        its.it_value.tv_nsec = 0
+        timerfd_settime(self.tfd, 0, &its, NULL)
+
+    cdef _tick(self):
+        cdef int64_t now, t
+        cdef int32_t p
+        if not self.scheduling:
+            return
+        now = now_ns()
+        while self.pos < self.n:
+            t = self.base_ns + self.off[self.pos]
+            if t >= self.end_ns:
+                self._schedule_done()
+                return
+            if t > now:
+                if self.precise and t - now <= self.spin_ns:
+                    # Close enough to spin: keep the loop turning (I/O still runs between
+                    # turns) instead of sleeping past the slot.
+                    self._disarm()
+                    if not self.spin_pending:
+                        self.spin_pending = True
+                        self.loop.call_soon(self._on_timer)
+                else:
+                    self._arm(t)
+                return
+            p = self.pidx[self.pos] if self.has_pidx else 0
+            self.pos += 1
+            self._dispatch(t, p, now)
+            if self.pos >= self.n:
+                self._next_chunk()
+            now = now_ns()
+        self._schedule_done()
+
+    cdef _next_chunk(self):
+        src = self.chunk_src
+        chunk = src() if src is not None else None
+        if chunk is None:
+            self.n = 0
+            self.pos = 0
+            return
+        offsets, pidx = chunk
+        self._off_ref = offsets
+        self.off = offsets
+        self.has_pidx = pidx is not None
+        if self.has_pidx:
+            self._pidx_ref = pidx
+            self.pidx = pidx
+        self.n = offsets.shape[0]
+        self.pos = 0
+
+    cdef void _schedule_done(self) noexcept:
+        self.scheduling = False
+        self.chunk_src = None
+        self.n = 0
+        self.pos = 0
+        if self.tfd >= 0 and not self.closed:
+            self._disarm()
+
+    cdef _dispatch(self, int64_t t, int32_t p, int64_t now):
+        cdef _Conn conn
+        self.c_scheduled += 1
+        self.sched.record(now - t)
+        if self.n_busy + self.q_len >= self.max_inflight:
+            self.c_shed += 1
+            return
+        if self.idle:
+            conn = self.idle.pop()
+            self._send(conn, t, p)
+        else:
+            self._enqueue(t, p)
+            self._maybe_connect()
+
+    cdef _send(self, _Conn conn, int64_t t, int32_t p):
+        conn.state = S_BUSY
+        conn.intended_ns = t
+        conn.sent_ns = now_ns()
+        self.lag.record(conn.sent_ns - t)
+        self.n_busy += 1
+        self.c_sent += 1
+        conn.write(self.payloads[p])
+
+    # -- queue --------------------------------------------------------------------------------
+    cdef inline void _enqueue(self, int64_t t, int32_t p) noexcept:
+        cdef int64_t i = (self.q_head + self.q_len) % self.q_cap
+        self.q_t[i] = t
+        self.q_p[i] = p
+        self.q_len += 1
+
+    cdef inline void _dequeue(self) noexcept:
+        self.q_head = (self.q_head + 1) % self.q_cap
+        self.q_len -= 1
+
+    # -- connections ---------------------------------------------------------------------------
+    cdef _maybe_connect(self):
+        while (not self.closed and self.q_len > self.n_connecting
+               and self.n_open + self.n_connecting < self.max_conns):
+            self.n_connecting += 1
+            self.loop.create_task(self._connect())
+
+    async def _connect(self):
+        conn = Conn(self)
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: conn, self.host, self.port),
+                self.connect_timeout_s)
+        except asyncio.CancelledError:
+            if (<_Conn>conn).state == S_NEW:
+                self.n_connecting -= 1
+            raise
+        except BaseException as exc:
+            if (<_Conn>conn).state == S_NEW:
+                (<_Conn>conn).state = S_DEAD
+                self.n_connecting -= 1
+                self._connect_failed(exc)
+
+    cdef _connect_failed(self, exc):
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            why = f"connect to {self.host}:{self.port} timed out after {self.connect_timeout_s:g} s"
+        else:
+            why = f"connect to {self.host}:{self.port}: {exc}"
+        # One failed attempt fails the request that has waited longest for it.
+        if self.q_len:
+            self._dequeue()
+            self._error(ERR_CONNECT, why)
+        self._maybe_connect()
+
+    cdef _conn_made(self, _Conn conn):
+        self.n_connecting -= 1
+        if self.closed:
+            conn.state = S_DEAD
+            conn.transport.close()
+            return
+        self.n_open += 1
+        self.conns.append(conn)
+        self._release(conn)
+
+    cdef _release(self, _Conn conn):
+        cdef int64_t t
+        cdef int32_t p
+        if self.q_len:
+            t = self.q_t[self.q_head]
+            p = self.q_p[self.q_head]
+            self._dequeue()
+            self._send(conn, t, p)
+        else:
+            conn.state = S_IDLE
+            self.idle.append(conn)
+
+    cdef _response_done(self, _Conn conn, int status, bint keep_alive):
+        cdef int64_t now = now_ns()
+        if conn.state != S_BUSY:
+            return
+        self.lat.record(now - conn.intended_ns)
+        self.svc.record(now - conn.sent_ns)
+        self.c_completed += 1
+        self.n_busy -= 1
+        if status >= 500:
+            self._error(ERR_HTTP_5XX, None, status)
+        elif status >= 400:
+            self._error(ERR_HTTP_4XX, None, status)
+        else:
+            self.c_ok += 1
+        if keep_alive and not self.closed:
+            self._release(conn)
+        else:
+            conn.state = S_DEAD
+            conn.transport.close()
+
+    cdef _conn_error(self, _Conn conn, int kind, str why):
+        if conn.state == S_BUSY:
+            self.n_busy -= 1
+            self._error(kind, why)
+        elif conn.state == S_IDLE:
+            self.idle.remove(conn)
+        conn.state = S_DEAD
+        conn.transport.abort()
+
+    cdef _conn_lost(self, _Conn conn, exc):
+        if conn.state == S_BUSY:
+            self.n_busy -= 1
+            if exc is None:
+                self._error(ERR_READ, "server closed the connection before the response completed")
+            else:
+                self._error(ERR_READ, f"connection lost: {exc!r}")
+        elif conn.state == S_IDLE:
+            self.idle.remove(conn)
+        conn.state = S_DEAD
+        try:
+            self.conns.remove(conn)
+        except ValueError:
+            pass
+        else:
+            self.n_open -= 1
+        self._maybe_connect()
+
+    def _on_sweep(self):
+        cdef _Conn conn
+        cdef int64_t now = now_ns()
+        if self.closed:
+            return
+        for conn in list(self.conns):
+            if conn.state == S_BUSY and now - conn.sent_ns > self.timeout_ns:
+                self._conn_error(conn, ERR_TIMEOUT,
+                                 f"no complete response within {self.timeout_ns / 1e9:g} s")
+        self.sweep_handle = self.loop.call_later(self.sweep_s, self._on_sweep)
+
+    # -- counters ------------------------------------------------------------------------------
+    cdef void _reset_counters(self) noexcept:
+        cdef int i
+        self.c_scheduled = 0
+        self.c_sent = 0
+        self.c_completed = 0
+        self.c_ok = 0
+        self.c_shed = 0
+        for i in range(N_ERR):
+            self.c_err[i] = 0
+            self.c_msgs[i] = 0
+
+    cdef _error(self, int kind, str why, int status=0):
+        self.c_err[kind] += 1
+        if self.c_msgs[kind] < MESSAGES_PER_KIND:
+            self.c_msgs[kind] += 1
+            self.messages.append((ERROR_KINDS[kind], why if why is not None else f"HTTP {status}"))

@@ -1,0 +1,111 @@
+"""The Python API: the same run the CLI does, for embedding in other harnesses.
+
+    result = crestline.run("http://127.0.0.1:8000/", rate_rps=2000, duration_s=10)
+    result = await crestline.run_async(url, rate_rps=2000, duration_s=10, on_interval=print)
+
+Both validate everything and connect once to the target before sending load; they raise
+ConfigError (with the fix in its message) when something is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from crestline import __version__
+from crestline.arrivals import offsets_ns
+from crestline.result import IntervalSnapshot, RunResult
+from crestline.spec import RunSpec, preflight
+
+
+def _make_spec(url: str | None, spec: RunSpec | None, kwargs: dict) -> RunSpec:
+    if spec is None:
+        if url is None:
+            raise TypeError("give a url (and rate_rps, duration_s) or a RunSpec")
+        spec = RunSpec(url=url, **kwargs)
+    elif kwargs or url is not None:
+        raise TypeError("give either a RunSpec or url and keyword options, not both")
+    return spec.validated()
+
+
+async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
+                    on_interval: Callable[[IntervalSnapshot], None] | None = None,
+                    runlog: str | None = None, hdr_log: str | None = None,
+                    stop: asyncio.Event | None = None, **options) -> RunResult:
+    """Run one open-loop load on the running event loop and return its RunResult.
+
+    options are RunSpec fields: rate_rps (req/s), duration_s (s), arrival, seed, connections,
+    max_inflight, timeout_s, method, headers, body, workers, interval_s, precise.
+    on_interval(snapshot) is called once per interval as the run goes (and once for the drain).
+    runlog / hdr_log: paths written one interval at a time. Setting `stop` ends the run early;
+    the result then has interrupted=True and keeps every finished interval.
+    Raises ConfigError before any load is sent if an option is wrong or the target refuses.
+    """
+    from crestline.runlog import HdrLogWriter, RunlogWriter
+
+    spec = _make_spec(url, spec, options)
+    preflight(spec.target)
+    stop = stop or asyncio.Event()
+    started = time.time()
+    spec_dict = spec.to_dict() | {"version": __version__}
+    result = RunResult(spec_dict, started)
+    sinks = []
+    if runlog:
+        sinks.append(RunlogWriter(runlog, spec_dict, started))
+    if hdr_log:
+        sinks.append(HdrLogWriter(hdr_log, started))
+
+    def on_snapshot(snap: IntervalSnapshot) -> None:
+        result.add(snap)
+        for sink in sinks:
+            sink.interval(snap)
+        if on_interval is not None:
+            on_interval(snap)
+
+    try:
+        if spec.workers > 1:
+            from crestline.workers import run_workers
+
+            result.interrupted = await run_workers(spec, on_snapshot, stop)
+        else:
+            from crestline.engine import Engine, monotonic_ns
+
+            engine = Engine(spec)
+            try:
+                chunks = offsets_ns(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed)
+                start_ns = monotonic_ns() + 20_000_000
+                result.interrupted = await engine.run_stage(
+                    chunks, start_ns, spec.duration_s, on_snapshot, stop)
+            finally:
+                engine.close()
+        _add_warnings(result, spec)
+    except BaseException:
+        result.interrupted = True
+        for sink in sinks:
+            sink.close(None)
+        raise
+    summary = result.to_dict()
+    for sink in sinks:
+        sink.close(summary)
+    return result
+
+
+def run(url: str | None = None, **kwargs) -> RunResult:
+    """Blocking form of run_async on a fresh uvloop event loop (same arguments)."""
+    import uvloop
+
+    return uvloop.run(run_async(url, **kwargs))
+
+
+def _add_warnings(result: RunResult, spec: RunSpec) -> None:
+    lag_p99_ms = result.hists["send_lag"].values_at((99.0,))[0] / 1e6
+    full = [s for s in result.intervals if not s.drain and s.connections >= spec.connections]
+    if full and lag_p99_ms > 1.0:
+        result.warnings.append(
+            f"requests waited for a free connection (send lag p99 {lag_p99_ms:.1f} ms with all "
+            f"{spec.connections} connections open): latency includes that wait; if the server "
+            "has spare capacity, raise --connections")
+    if result.counters["shed"]:
+        result.warnings.append(
+            f"{result.counters['shed']} requests shed at --max-inflight {spec.max_inflight}")

@@ -1,0 +1,186 @@
+"""The `crestline` command: thin argparse over the Python API. Exit codes: 0 success,
+2 usage or configuration error (nothing was sent), 130 interrupted by Ctrl-C (results kept)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+from crestline import __version__
+from crestline.errors import ConfigError, CrestlineError
+
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+
+RUN_EXAMPLES = """\
+examples:
+  crestline run http://127.0.0.1:8000/ --rate 1000 --duration 30s
+  crestline run http://127.0.0.1:8000/v2/models/m/infer --method POST \\
+      -H 'Content-Type: application/json' --body @request.json \\
+      --rate 10k --arrival poisson --seed 7 --duration 2m --out result.json
+  crestline run http://127.0.0.1:8000/ --rate 50k --workers 2 --hdr-log run.hlog
+
+Latency is counted from each request's intended send time (no coordinated omission);
+see docs/measurement.md for every number printed.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"crestline: error: {message} (see --help)\n")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", help="http:// URL of the target (loopback or your own servers)")
+    g = p.add_argument_group("traffic")
+    g.add_argument("--rate", required=True,
+                   help="requests per second, offered open-loop: 1000, 10k, 2.5k")
+    g.add_argument("--duration", default="30s", help="how long to offer load: 30s, 2m (default 30s)")
+    g.add_argument("--arrival", default="constant", choices=("constant", "poisson"),
+                   help="arrival process: evenly spaced, or Poisson (default constant)")
+    g.add_argument("--seed", type=int, default=None, help="seed for the Poisson process")
+    g.add_argument("--precise", action="store_true",
+                   help="spin the last ~200 µs before each send: lower send lag, a full core")
+    g = p.add_argument_group("requests")
+    g.add_argument("--method", default="GET", help="HTTP method (default GET)")
+    g.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="request header, repeatable")
+    g.add_argument("--body", default=None, metavar="STRING|@FILE",
+                   help="request body: a string, or @path to send a file's bytes")
+    g = p.add_argument_group("client")
+    g.add_argument("--connections", type=int, default=64,
+                   help="most keep-alive connections, opened on demand (default 64)")
+    g.add_argument("--max-inflight", type=int, default=10_000,
+                   help="requests waiting or outstanding beyond this are shed (default 10000)")
+    g.add_argument("--timeout", default="5s",
+                   help="per-request timeout from the actual write (default 5s)")
+    g.add_argument("--workers", type=int, default=1,
+                   help="client processes, each with its share of the schedule (default 1)")
+    g = p.add_argument_group("output")
+    g.add_argument("--interval", default="1s", help="reporting interval (default 1s)")
+    g.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
+    g.add_argument("--runlog", metavar="FILE", help="msgpack record per interval, flushed as it goes")
+    g.add_argument("--hdr-log", metavar="FILE",
+                   help="HdrHistogram interval log (latency untagged; service, send_lag tagged)")
+    g.add_argument("--quiet", action="store_true", help="no live lines, no summary table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="crestline", description="Open-loop load and capacity planning for ML "
+                "model servers, with latency counted from the intended send time.")
+    p.add_argument("--version", action="version", version=f"crestline {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = sub.add_parser("run", help="offer open-loop load at a fixed rate and measure it",
+                         description="Offer open-loop HTTP load at a fixed rate and measure "
+                         "latency, service time and the client's own send lag.",
+                         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(run)
+    sub.add_parser("target", help="serve a loopback HTTP target with known delay and faults",
+                   add_help=False)
+    demo = sub.add_parser("demo", help="start a local target and run against it, end to end",
+                          description="Starts crestline's loopback target (2 ms per response) "
+                          "and runs open-loop load against it, printing the live lines and "
+                          "the summary.")
+    demo.add_argument("--rate", default="2000", help="requests per second (default 2000)")
+    demo.add_argument("--duration", default="5s", help="default 5s")
+    demo.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
+    return p
+
+
+def _spec_from_args(a):
+    from crestline.spec import RunSpec, parse_header, read_body
+    from crestline.units import parse_duration_s, parse_rate_rps
+
+    return RunSpec(
+        url=a.url, rate_rps=parse_rate_rps(a.rate, "--rate"),
+        duration_s=parse_duration_s(a.duration, "--duration"), arrival=a.arrival, seed=a.seed,
+        connections=a.connections, max_inflight=a.max_inflight,
+        timeout_s=parse_duration_s(a.timeout, "--timeout"), method=a.method,
+        headers=[parse_header(h) for h in a.header],
+        body=read_body(a.body) if a.body is not None else b"", workers=a.workers,
+        interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
+    ).validated()
+
+
+def cmd_run(a) -> int:
+    import uvloop
+
+    from crestline.api import run_async
+    from crestline.live import LiveLines, summary_table
+
+    spec = _spec_from_args(a)
+    live = None if a.quiet else LiveLines(sys.stderr)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_sigint():
+            stop.set()
+            loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C stops at once
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        return await run_async(spec=spec, on_interval=live.interval if live else None,
+                               runlog=a.runlog, hdr_log=a.hdr_log, stop=stop)
+
+    result = uvloop.run(main())
+    data = result.to_dict()
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+    if not a.quiet:
+        print(summary_table(data))
+    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+
+
+def cmd_demo(a) -> int:
+    target = subprocess.Popen(
+        [sys.executable, "-m", "crestline.target", "--port", "0", "--delay-ms", "2",
+         "--max-seconds", "600"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = target.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            raise CrestlineError(f"the demo target did not start: {line!r}")
+        url = f"http://{line.removeprefix('listening on ')}/"
+        print(f"demo target (2 ms per response) at {url}", file=sys.stderr)
+        args = build_parser().parse_args(
+            ["run", url, "--rate", a.rate, "--duration", a.duration]
+            + (["--out", a.out] if a.out else []))
+        return cmd_run(args)
+    finally:
+        target.terminate()
+        target.wait(timeout=10)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["target"]:
+        from crestline import target
+
+        return target.main(argv[1:])
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        if a.command == "run":
+            return cmd_run(a)
+        if a.command == "demo":
+            return cmd_demo(a)
+        parser.print_help()
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"crestline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CrestlineError as exc:
+        print(f"crestline: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("crestline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

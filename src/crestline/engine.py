@@ -1,0 +1,107 @@
+"""One engine: a compiled Core on the running event loop, driven stage by stage.
+
+Per interval (Python): wake near the boundary, let the core send what is due, take its
+counters and histograms. Per request: nothing here; that is all in crestline._core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from crestline import _core
+from crestline.arrivals import chunk_source
+from crestline.hdr import LAYOUT
+from crestline.result import IntervalSnapshot
+from crestline.spec import RunSpec
+
+monotonic_ns = _core.monotonic_ns
+
+
+async def sleep_until_ns(t_ns: int, stop: asyncio.Event | None = None) -> bool:
+    """Sleep until the monotonic time t_ns; True if `stop` was set first."""
+    delay_s = (t_ns - monotonic_ns()) / 1e9
+    if stop is None:
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+        return False
+    if stop.is_set():
+        return True
+    if delay_s <= 0:
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), delay_s)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+class Engine:
+    """Owns one Core (its connection pool stays warm across stages)."""
+
+    def __init__(self, spec: RunSpec, worker: int = 0, payloads: list[bytes] | None = None):
+        target = spec.target
+        connections, max_inflight = spec.share(worker)
+        self.spec = spec
+        self.core = _core.Core(
+            asyncio.get_running_loop(), target.host, target.port,
+            payloads or [spec.request_bytes()], LAYOUT,
+            connections=connections, max_inflight=max_inflight,
+            timeout_s=spec.timeout_s, precise=spec.precise)
+
+    async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
+                        on_snapshot: Callable[[IntervalSnapshot], None],
+                        stop: asyncio.Event | None = None, first_index: int = 0,
+                        drain: bool = True) -> bool:
+        """Offer one stage's schedule from start_ns; emit a snapshot per interval.
+
+        Interval boundaries sit on the grid start_ns + k * interval_s, so workers that share
+        start_ns cut the same intervals. Returns True if `stop` cut the stage short.
+        """
+        core = self.core
+        interval_ns = int(self.spec.interval_s * 1e9)
+        end_ns = start_ns + int(duration_s * 1e9)
+        await sleep_until_ns(start_ns, stop)
+        core.take_interval()  # whatever completed between stages belongs to no interval
+        core.start(start_ns, end_ns, chunk_source(chunks))
+        k, prev_ns, stopped = 0, start_ns, False
+        while True:
+            boundary_ns = min(start_ns + (k + 1) * interval_ns, end_ns)
+            stopped = await sleep_until_ns(boundary_ns, stop)
+            if stopped:
+                core.stop()
+                boundary_ns = monotonic_ns()
+            else:
+                core.pump()
+            on_snapshot(IntervalSnapshot.from_core(
+                first_index + k, (boundary_ns - start_ns) / 1e9, (boundary_ns - prev_ns) / 1e9,
+                core.take_interval()))
+            prev_ns = boundary_ns
+            k += 1
+            if stopped or boundary_ns >= end_ns:
+                break
+        if drain:
+            await self.drain(start_ns, first_index + k, on_snapshot, stop, stopped)
+        return stopped
+
+    async def drain(self, start_ns: int, index: int, on_snapshot, stop, stopped: bool) -> None:
+        """Wait for what is in flight (at most --timeout, 1 s after a stop), then report it."""
+        core = self.core
+        t0 = monotonic_ns()
+        limit_ns = int(min(self.spec.timeout_s, 1.0) * 1e9) if stopped else int(
+            self.spec.timeout_s * 1e9) + 50_000_000
+        while core.inflight and monotonic_ns() - t0 < limit_ns:
+            if stop is not None and stop.is_set() and not stopped:
+                stopped = True
+                limit_ns = min(limit_ns, int(1e9))
+            await asyncio.sleep(0.002)
+        if core.inflight:
+            core.abandon(f"still in flight when the run ended (drained {limit_ns / 1e9:g} s)")
+        now = monotonic_ns()
+        on_snapshot(IntervalSnapshot.from_core(
+            index, (now - start_ns) / 1e9, (now - t0) / 1e9, core.take_interval(), drain=True))
+
+    def close(self) -> None:
+        self.core.close()

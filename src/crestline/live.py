@@ -1,0 +1,77 @@
+"""What the terminal shows: one line per interval, and the summary table at the end."""
+
+from __future__ import annotations
+
+import sys
+
+from crestline.result import IntervalSnapshot
+
+
+def _ms(ns: float) -> str:
+    ms = ns / 1e6
+    if ms >= 100:
+        return f"{ms:.0f}ms"
+    if ms >= 10:
+        return f"{ms:.1f}ms"
+    return f"{ms:.2f}ms"
+
+
+class LiveLines:
+    """Prints one plain line per interval to a stream (stderr by default)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self._header_done = False
+
+    def interval(self, snap: IntervalSnapshot) -> None:
+        if not self._header_done:
+            print(f"{'elapsed':>8} {'offered/s':>10} {'achieved/s':>10} {'p50':>8} {'p99':>8} "
+                  f"{'errors':>7} {'shed':>6} {'inflight':>8} {'send lag p99':>12}",
+                  file=self.stream)
+            self._header_done = True
+        dur = snap.dur_s or float("nan")
+        p50, p99 = snap.latency.values_at((50.0, 99.0))
+        lag99 = snap.hists["send_lag"].values_at((99.0,))[0]
+        label = "drain" if snap.drain else f"{snap.t_s:.1f}s"
+        offered = "-" if snap.drain else f"{snap.scheduled / dur:.0f}"
+        achieved = "-" if snap.drain else f"{snap.completed / dur:.0f}"
+        print(f"{label:>8} {offered:>10} {achieved:>10} {_ms(p50):>8} {_ms(p99):>8} "
+              f"{snap.errors:>7} {snap.shed:>6} {snap.inflight:>8} {_ms(lag99):>12}",
+              file=self.stream, flush=True)
+
+    def close(self, summary: dict | None = None) -> None:
+        pass
+
+
+def summary_table(result: dict) -> str:
+    """The end-of-run table, from the result dict (so reports can rebuild it from JSON)."""
+    req = result["requests"]
+    spec = result.get("spec", {})
+    rows = [
+        f"crestline run {result.get('url')}: {spec.get('arrival')} {result.get('target_rps'):g} rps "
+        f"for {result['duration_s']:.1f}s, {spec.get('connections')} connections, "
+        f"{spec.get('workers')} worker(s)" + ("  [interrupted]" if result.get("interrupted") else ""),
+        "",
+        f"{'':<16}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'mean':>10}",
+    ]
+    for key, label in (("latency_ms", "latency ms"), ("service_ms", "service ms"),
+                       ("send_lag_ms", "send lag ms"), ("schedule_lag_ms", "sched lag ms")):
+        s = result[key]
+        rows.append(f"{label:<16}" + "".join(
+            f"{s[k]:>10.3f}" for k in ("p50", "p90", "p99", "p999", "max", "mean")))
+    rows.append("")
+    rows.append(
+        f"requests  {req['scheduled']} scheduled, {req['sent']} sent, {req['ok']} ok, "
+        f"{req['errors']} errors, {req['shed']} shed")
+    rows.append(f"rate      offered {result['offered_rps']:.1f}/s, achieved {result['achieved_rps']:.1f}/s")
+    if req["errors"]:
+        kinds = ", ".join(f"{k} {v}" for k, v in req["by_error"].items() if v)
+        rows.append(f"errors    {kinds}")
+        for kind, msgs in req.get("error_messages", {}).items():
+            for m in msgs:
+                rows.append(f"          {kind}: {m}")
+    rows.append("client    " + ("ok: kept to its schedule" if result["client_ok"] else
+                                "NOT OK: " + "; ".join(result["client_problems"])))
+    for w in result.get("warnings", []):
+        rows.append(f"warning   {w}")
+    return "\n".join(rows)

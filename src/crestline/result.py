@@ -1,0 +1,205 @@
+"""Interval snapshots and the run result: counters plus four histograms, merged exactly.
+
+Pure: built from the core's per-interval tuples (or from a runlog), never touching sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crestline.hdr import Hist
+
+ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol")
+HIST_NAMES = ("latency", "service", "send_lag", "schedule_lag")
+COUNTER_NAMES = ("scheduled", "sent", "completed", "ok", "shed")
+MESSAGES_PER_KIND = 3
+
+
+def _zero_errors() -> dict:
+    return {k: 0 for k in ERROR_KINDS}
+
+
+@dataclass
+class IntervalSnapshot:
+    """One interval of one run (or several workers' same interval, merged).
+
+    t_s is the interval's end in seconds since the run's start; dur_s its length. A `drain`
+    interval holds what completed after the load window ended.
+    """
+
+    index: int
+    t_s: float
+    dur_s: float
+    scheduled: int = 0
+    sent: int = 0
+    completed: int = 0
+    ok: int = 0
+    shed: int = 0
+    by_error: dict = field(default_factory=_zero_errors)
+    inflight: int = 0
+    queued: int = 0
+    connections: int = 0
+    messages: list = field(default_factory=list)
+    hists: dict = field(default_factory=dict)
+    drain: bool = False
+
+    @classmethod
+    def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False):
+        counters, *hists = taken
+        snap = cls(index, t_s, dur_s, drain=drain)
+        for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
+            setattr(snap, name, int(counters[name]))
+        snap.by_error = dict(counters["by_error"])
+        snap.messages = list(counters["messages"])
+        snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists)}
+        return snap
+
+    @property
+    def errors(self) -> int:
+        return sum(self.by_error.values())
+
+    @property
+    def latency(self) -> Hist:
+        return self.hists["latency"]
+
+    def merge(self, other: IntervalSnapshot) -> IntervalSnapshot:
+        """Add another worker's same interval into this one (exact: counts add)."""
+        for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.by_error.items():
+            self.by_error[k] = self.by_error.get(k, 0) + v
+        self.messages += other.messages
+        for name, h in other.hists.items():
+            if name in self.hists:
+                self.hists[name].add(h)
+            else:
+                self.hists[name] = h.copy()
+        self.dur_s = max(self.dur_s, other.dur_s)
+        return self
+
+    def to_dict(self) -> dict:
+        lat = self.latency.values_at((50.0, 99.0))
+        lag = self.hists["send_lag"].values_at((99.0,))
+        dur = self.dur_s or float("nan")
+        return {
+            "t_s": round(self.t_s, 6),
+            "dur_s": round(self.dur_s, 6),
+            "drain": self.drain,
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "completed": self.completed,
+            "ok": self.ok,
+            "errors": self.errors,
+            "shed": self.shed,
+            "by_error": dict(self.by_error),
+            "inflight": self.inflight,
+            "connections": self.connections,
+            "offered_rps": self.scheduled / dur,
+            "achieved_rps": self.completed / dur,
+            "latency_ms": {"p50": lat[0] / 1e6, "p99": lat[1] / 1e6},
+            "send_lag_ms": {"p99": lag[0] / 1e6},
+        }
+
+
+@dataclass
+class RunResult:
+    """What a run measured; `to_dict()` is the `--out` JSON contract (docs/measurement.md)."""
+
+    spec: dict
+    started_unix_s: float
+    intervals: list = field(default_factory=list)
+    hists: dict = field(default_factory=lambda: {n: Hist.empty() for n in HIST_NAMES})
+    counters: dict = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+    by_error: dict = field(default_factory=_zero_errors)
+    messages: dict = field(default_factory=dict)
+    load_s: float = 0.0
+    interrupted: bool = False
+    warnings: list = field(default_factory=list)
+
+    def add(self, snap: IntervalSnapshot) -> None:
+        """Fold one (merged) interval into the totals."""
+        self.intervals.append(snap)
+        for name in COUNTER_NAMES:
+            self.counters[name] += getattr(snap, name)
+        for k, v in snap.by_error.items():
+            self.by_error[k] = self.by_error.get(k, 0) + v
+        for kind, msg in snap.messages:
+            kept = self.messages.setdefault(kind, [])
+            if len(kept) < MESSAGES_PER_KIND and msg not in kept:
+                kept.append(msg)
+        for name, h in snap.hists.items():
+            self.hists[name].add(h)
+        if not snap.drain:
+            self.load_s = snap.t_s
+
+    # -- derived --------------------------------------------------------------------------------
+    def _load_count(self, name: str) -> int:
+        return sum(getattr(s, name) for s in self.intervals if not s.drain)
+
+    @property
+    def latency(self) -> Hist:
+        return self.hists["latency"]
+
+    @property
+    def offered_rps(self) -> float:
+        """Slots the schedule offered per second of load (the realised rate, not the target)."""
+        return self._load_count("scheduled") / self.load_s if self.load_s else 0.0
+
+    @property
+    def achieved_rps(self) -> float:
+        """Responses (any status) completed per second while load was offered."""
+        return self._load_count("completed") / self.load_s if self.load_s else 0.0
+
+    def client_check(self) -> tuple[bool, list[str]]:
+        """(client_ok, reasons): did the client itself keep to its schedule?"""
+        reasons = []
+        bound_ms = self.spec.get("max_schedule_lag_p99_ms", 1.0)
+        lag_p99_ms = self.hists["schedule_lag"].values_at((99.0,))[0] / 1e6
+        if lag_p99_ms > bound_ms:
+            reasons.append(
+                f"scheduler lag p99 {lag_p99_ms:.3f} ms > {bound_ms:g} ms: the client could not "
+                "send on time (CPU-bound?); use --workers or a lower rate")
+        target = self.spec.get("rate_rps") or 0.0
+        ratio = self.spec.get("min_issued_ratio", 0.99)
+        arrival = self.spec.get("arrival")
+        # Only a constant schedule has an exact expected count; Poisson counts are random.
+        if arrival == "constant" and target and self.load_s and not self.interrupted:
+            expected = target * self.load_s
+            if self._load_count("scheduled") < ratio * expected - 1:
+                reasons.append(
+                    f"issued {self._load_count('scheduled')} of {expected:.0f} scheduled requests")
+        return (not reasons, reasons)
+
+    def to_dict(self) -> dict:
+        ok, reasons = self.client_check()
+        errors = sum(self.by_error.values())
+        return {
+            "crestline": self.spec.get("version"),
+            "url": self.spec.get("url"),
+            "target_rps": self.spec.get("rate_rps"),
+            "offered_rps": self.offered_rps,
+            "achieved_rps": self.achieved_rps,
+            "duration_s": self.load_s,
+            "started_unix_s": self.started_unix_s,
+            "interrupted": self.interrupted,
+            "requests": {
+                "scheduled": self.counters["scheduled"],
+                "sent": self.counters["sent"],
+                "completed": self.counters["completed"],
+                "ok": self.counters["ok"],
+                "errors": errors,
+                "shed": self.counters["shed"],
+                "by_error": dict(self.by_error),
+                "error_messages": {k: list(v) for k, v in self.messages.items()},
+            },
+            "latency_ms": self.hists["latency"].summary_ms(),
+            "service_ms": self.hists["service"].summary_ms(),
+            "send_lag_ms": self.hists["send_lag"].summary_ms(),
+            "schedule_lag_ms": self.hists["schedule_lag"].summary_ms(),
+            "clamped": {n: h.clamped for n, h in self.hists.items()},
+            "client_ok": ok,
+            "client_problems": reasons,
+            "warnings": list(self.warnings),
+            "spec": self.spec,
+            "intervals": [s.to_dict() for s in self.intervals],
+        }

@@ -1,0 +1,115 @@
+"""Records of a run as it goes: a msgpack runlog and an HdrHistogram interval log.
+
+Both are written one interval at a time and flushed, so a crash or Ctrl-C keeps every interval
+that finished. The runlog holds everything a report needs (counters and the four histograms in
+the V2 encoding); the .hlog holds latency (untagged) and service / send_lag (tagged), readable by
+HdrHistogram's own log readers and HistogramLogProcessor.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+
+import msgpack
+
+from crestline.errors import CrestlineError
+from crestline.hdr import Hist
+from crestline.result import COUNTER_NAMES, HIST_NAMES, IntervalSnapshot
+
+RUNLOG_FORMAT = "crestline-runlog"
+RUNLOG_VERSION = 1
+
+
+class RunlogWriter:
+    """One msgpack map per record: a header, one per interval, then the summary."""
+
+    def __init__(self, path: str, spec: dict, started_unix_s: float):
+        self._f = open(path, "wb")
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._write({"type": "header", "format": RUNLOG_FORMAT, "version": RUNLOG_VERSION,
+                     "started_unix_s": started_unix_s, "spec": spec})
+
+    def _write(self, record: dict) -> None:
+        self._f.write(self._packer.pack(record))
+        self._f.flush()
+
+    def interval(self, snap: IntervalSnapshot) -> None:
+        rec = {"type": "interval", "index": snap.index, "t_s": snap.t_s, "dur_s": snap.dur_s,
+               "drain": snap.drain, "by_error": snap.by_error, "inflight": snap.inflight,
+               "queued": snap.queued, "connections": snap.connections,
+               "messages": [list(m) for m in snap.messages],
+               "hists": {name: h.encode() for name, h in snap.hists.items()}}
+        for name in COUNTER_NAMES:
+            rec[name] = getattr(snap, name)
+        self._write(rec)
+
+    def close(self, summary: dict | None = None) -> None:
+        if self._f.closed:
+            return
+        if summary is not None:
+            self._write({"type": "summary", "result": summary})
+        self._f.close()
+
+
+def read_runlog(path: str) -> tuple[dict, list[IntervalSnapshot], dict | None]:
+    """(header, interval snapshots, summary or None if the run did not finish)."""
+    header, intervals, summary = None, [], None
+    with open(path, "rb") as f:
+        unpacker = msgpack.Unpacker(f, raw=False, max_buffer_size=64 << 20)
+        for rec in unpacker:
+            kind = rec.get("type") if isinstance(rec, dict) else None
+            if kind == "header":
+                if rec.get("format") != RUNLOG_FORMAT or rec.get("version") != RUNLOG_VERSION:
+                    raise CrestlineError(f"{path}: not a crestline runlog version {RUNLOG_VERSION}")
+                header = rec
+            elif kind == "interval":
+                snap = IntervalSnapshot(rec["index"], rec["t_s"], rec["dur_s"], drain=rec["drain"])
+                for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
+                    setattr(snap, name, rec[name])
+                snap.by_error = dict(rec["by_error"])
+                snap.messages = [tuple(m) for m in rec["messages"]]
+                snap.hists = {n: Hist.decode(rec["hists"][n]) for n in HIST_NAMES
+                              if n in rec["hists"]}
+                intervals.append(snap)
+            elif kind == "summary":
+                summary = rec["result"]
+    if header is None:
+        raise CrestlineError(f"{path}: no runlog header; is this a crestline runlog?")
+    return header, intervals, summary
+
+
+class HdrLogWriter:
+    """HdrHistogram interval log, format 1.3 (what Java's HistogramLogWriter writes).
+
+    Timestamps are seconds relative to StartTime; values are ns, so the max column is in ms
+    (the usual max-value unit ratio of 1e6).
+    """
+
+    TAGGED = ("service", "send_lag")
+
+    def __init__(self, path: str, started_unix_s: float | None = None):
+        self._f = open(path, "w")
+        start = time.time() if started_unix_s is None else started_unix_s
+        human = _dt.datetime.fromtimestamp(start, _dt.timezone.utc).strftime(
+            "%a %b %d %H:%M:%S UTC %Y")
+        self._f.write("#[Histogram log format version 1.3]\n")
+        self._f.write(f"#[StartTime: {start:.3f} (seconds since epoch), {human}]\n")
+        self._f.write("#[latency (untagged), service and send_lag (tagged) in ns, by crestline]\n")
+        self._f.write('"StartTimestamp","Interval_Length","Interval_Max",'
+                      '"Interval_Compressed_Histogram"\n')
+        self._f.flush()
+
+    def interval(self, snap: IntervalSnapshot) -> None:
+        start_s = snap.t_s - snap.dur_s
+        for name in ("latency",) + self.TAGGED:
+            h = snap.hists.get(name)
+            if h is None:
+                continue
+            tag = "" if name == "latency" else f"Tag={name},"
+            max_ms = (h.max_ns if h.total else 0) / 1e6
+            self._f.write(f"{tag}{start_s:.3f},{snap.dur_s:.3f},{max_ms:.3f},{h.encode()}\n")
+        self._f.flush()
+
+    def close(self, summary: dict | None = None) -> None:
+        self._f.close()

@@ -1,0 +1,164 @@
+"""A small loopback HTTP/1.1 target with known behaviour: fixed delay, stalls, and faults.
+
+For trying crestline without a model server (`crestline target`), and for the test suite,
+which runs it in its own process so it never shares the client's interpreter. Faults are
+injected every Nth request: 5xx answers, connection resets, hangs, `Connection: close`.
+
+    python -m crestline.target --port 0 --delay-ms 5      # prints "listening on HOST:PORT"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import struct
+import sys
+import time
+
+import httptools
+
+BODY = b'{"model":"crestline-target","outputs":[0.25,0.5,0.25]}'
+
+
+class _Target(asyncio.Protocol):
+    def __init__(self, server: TargetServer):
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            self.transport.close()
+
+    def on_message_complete(self):
+        self.server.on_request(self)
+
+    def connection_lost(self, exc):
+        self.transport = None
+
+
+class TargetServer:
+    def __init__(self, args):
+        self.a = args
+        self.count = 0
+        self.t0 = time.monotonic()
+        self.response = self._render(200, BODY, close=False)
+
+    def _render(self, status: int, body: bytes, close: bool) -> bytes:
+        reason = {200: "OK", 500: "Internal Server Error", 503: "Service Unavailable"}.get(
+            status, "Status")
+        head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+        if close:
+            head += "Connection: close\r\n"
+        if self.a.chunked:
+            half = len(body) // 2
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:half], body[half:]) if c)
+            return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
+        return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def _every(self, n: int) -> bool:
+        return n > 0 and self.count % n == 0
+
+    def on_request(self, proto: _Target) -> None:
+        self.count += 1
+        a = self.a
+        if self._every(a.hang_every):
+            return
+        if self._every(a.reset_every):
+            sock = proto.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            proto.transport.abort()
+            return
+        close = self._every(a.close_every)
+        if self._every(a.fail_every):
+            payload = self._render(a.fail_status, b'{"error":"injected"}', close)
+        elif close:
+            payload = self._render(200, BODY, True)
+        else:
+            payload = self.response
+        delay_s = a.delay_ms / 1e3
+        now = time.monotonic() - self.t0
+        stall_end = self._stall_end(now)
+        if stall_end is not None:
+            delay_s = max(delay_s, stall_end - now)
+        if delay_s > 0:
+            asyncio.get_running_loop().call_later(delay_s, self._send, proto, payload, close)
+        else:
+            self._send(proto, payload, close)
+
+    def _stall_end(self, now: float) -> float | None:
+        a = self.a
+        stall_s = a.stall_ms / 1e3
+        if stall_s <= 0:
+            return None
+        if a.stall_every > 0:
+            start = (now // a.stall_every) * a.stall_every + a.stall_at
+        else:
+            start = a.stall_at
+        return start + stall_s if start <= now < start + stall_s else None
+
+    @staticmethod
+    def _send(proto: _Target, payload: bytes, close: bool) -> None:
+        if proto.transport is None:
+            return
+        proto.transport.write(payload)
+        if close:
+            proto.transport.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crestline target", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="delay before every response")
+    p.add_argument("--stall-at", type=float, default=0.0,
+                   help="seconds after start when a stall begins (with --stall-ms)")
+    p.add_argument("--stall-ms", type=float, default=0.0,
+                   help="hold every response during the stall window")
+    p.add_argument("--stall-every", type=float, default=0.0,
+                   help="repeat the stall every this many seconds (0: once)")
+    p.add_argument("--fail-every", type=int, default=0, help="every Nth request gets --fail-status")
+    p.add_argument("--fail-status", type=int, default=503)
+    p.add_argument("--reset-every", type=int, default=0, help="every Nth request: TCP reset")
+    p.add_argument("--hang-every", type=int, default=0, help="every Nth request: never answer")
+    p.add_argument("--close-every", type=int, default=0,
+                   help="every Nth response carries Connection: close")
+    p.add_argument("--chunked", action="store_true", help="chunked transfer-encoding")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
+    return p
+
+
+async def serve(args) -> None:
+    server = TargetServer(args)
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(lambda: _Target(server), args.host, args.port, backlog=4096)
+    host, port = srv.sockets[0].getsockname()[:2]
+    print(f"listening on {host}:{port}", flush=True)
+    try:
+        await asyncio.sleep(args.max_seconds)
+    finally:
+        srv.close()
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import uvloop
+
+    try:
+        uvloop.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

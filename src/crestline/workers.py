@@ -1,0 +1,171 @@
+"""N engine processes on one host, each with its share of the schedule; snapshots merged.
+
+Control and results travel over multiprocessing pipes as pickles. Histograms pickle sparsely
+(crestline.hdr.Hist), so an interval costs a few KB per worker. Every worker cuts intervals
+on the same grid from one shared CLOCK_MONOTONIC start time, so interval k of every worker
+covers the same span and their counts add exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import signal
+from collections.abc import Callable
+
+from crestline.arrivals import offsets_ns
+from crestline.errors import CrestlineError
+from crestline.result import IntervalSnapshot
+from crestline.spec import RunSpec
+
+_START_MARGIN_S = 0.2
+
+
+def _worker_main(spec: RunSpec, worker: int, conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    import uvloop
+
+    try:
+        uvloop.run(_worker_async(spec, worker, conn))
+    except Exception as exc:  # reported to the parent, which owns the user's terminal
+        conn.send(("error", f"worker {worker}: {exc!r}"))
+    finally:
+        conn.close()
+
+
+async def _worker_async(spec: RunSpec, worker: int, conn) -> None:
+    from crestline.engine import Engine
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    start_box: list[int] = []
+    started = asyncio.Event()
+
+    def on_message():
+        while conn.poll():
+            kind, value = conn.recv()
+            if kind == "start":
+                start_box.append(value)
+                started.set()
+            elif kind == "stop":
+                stop.set()
+                started.set()
+
+    loop.add_reader(conn.fileno(), on_message)
+    engine = Engine(spec, worker)
+    conn.send(("ready", worker))
+    await started.wait()
+    if start_box and not stop.is_set():
+        chunks = offsets_ns(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
+                            worker, spec.workers)
+        await engine.run_stage(chunks, start_box[0], spec.duration_s,
+                               lambda snap: conn.send(("snap", snap)), stop)
+    engine.close()
+    loop.remove_reader(conn.fileno())
+    conn.send(("done", worker))
+
+
+async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], None],
+                      stop: asyncio.Event) -> bool:
+    """Run spec on spec.workers processes; on_snapshot gets each merged interval in order.
+
+    Returns True if stopped early.
+    """
+    from crestline.engine import monotonic_ns
+
+    ctx = mp.get_context("spawn")
+    loop = asyncio.get_running_loop()
+    n = spec.workers
+    pipes, procs = [], []
+    for w in range(n):
+        parent_end, child_end = ctx.Pipe()
+        p = ctx.Process(target=_worker_main, args=(spec, w, child_end), daemon=True)
+        p.start()
+        child_end.close()
+        pipes.append(parent_end)
+        procs.append(p)
+
+    pending: dict[int, list[IntervalSnapshot]] = {}
+    ready, done, errors = set(), set(), []
+    next_index = 0
+    changed = asyncio.Event()
+
+    def flush():
+        nonlocal next_index
+        while len(pending.get(next_index, ())) == n:
+            parts = pending.pop(next_index)
+            merged = parts[0]
+            for part in parts[1:]:
+                merged.merge(part)
+            on_snapshot(merged)
+            next_index += 1
+
+    def reader(w):
+        def on_readable():
+            try:
+                while pipes[w].poll():
+                    kind, value = pipes[w].recv()
+                    if kind == "ready":
+                        ready.add(w)
+                    elif kind == "snap":
+                        pending.setdefault(value.index, []).append(value)
+                        flush()
+                    elif kind == "done":
+                        done.add(w)
+                    elif kind == "error":
+                        errors.append(value)
+                        done.add(w)
+            except EOFError:
+                done.add(w)
+                loop.remove_reader(pipes[w].fileno())
+            changed.set()
+        return on_readable
+
+    for w in range(n):
+        loop.add_reader(pipes[w].fileno(), reader(w))
+    stopped = False
+    try:
+        while len(ready | done) < n:
+            await changed.wait()
+            changed.clear()
+        if errors:
+            raise CrestlineError("; ".join(errors))
+        start_ns = monotonic_ns() + int(_START_MARGIN_S * 1e9)
+        for c in pipes:
+            c.send(("start", start_ns))
+        stop_task = asyncio.ensure_future(stop.wait())
+        while len(done) < n:
+            wait_changed = asyncio.ensure_future(changed.wait())
+            finished, _ = await asyncio.wait({wait_changed, stop_task},
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if stop_task in finished and not stopped:
+                stopped = True
+                for c in pipes:
+                    try:
+                        c.send(("stop", None))
+                    except (BrokenPipeError, OSError):
+                        pass
+            wait_changed.cancel()
+            changed.clear()
+        stop_task.cancel()
+        if errors:
+            raise CrestlineError("; ".join(errors))
+        # Intervals some worker never reached (a stop mid-interval) merge what arrived.
+        for index in sorted(pending):
+            parts = pending[index]
+            merged = parts[0]
+            for part in parts[1:]:
+                merged.merge(part)
+            on_snapshot(merged)
+        return stopped
+    finally:
+        for w in range(n):
+            try:
+                loop.remove_reader(pipes[w].fileno())
+            except (ValueError, OSError):
+                pass
+            pipes[w].close()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()

@@ -126,6 +126,8 @@ cdef class Core:
     cdef double connect_timeout_s
     cdef bint precise
     cdef int64_t spin_ns
+    cdef int64_t batch_ns
+    cdef int64_t last_wake_ns
     cdef list conns
     cdef list idle
     cdef bint closed
@@ -177,7 +179,8 @@ cdef class Core:
 
     def __init__(self, loop, str host, int port, list payloads, dict layout, *,
                  int connections, int64_t max_inflight, double timeout_s,
-                 double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0):
+                 double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0,
+                 double batch_window_us=0.0):
         if not payloads:
             raise ValueError("at least one payload is needed")
         self.loop = loop
@@ -190,6 +193,7 @@ cdef class Core:
         self.connect_timeout_s = connect_timeout_s
         self.precise = precise
         self.spin_ns = <int64_t>(spin_us * 1e3)
+        self.batch_ns = <int64_t>(batch_window_us * 1e3)
         self.conns = []
         self.idle = []
         self.q_cap = max_inflight
@@ -329,6 +333,7 @@ cdef class Core:
         if not self.scheduling:
             return
         now = now_ns()
+        self.last_wake_ns = now
         while self.pos < self.n:
             t = self.base_ns + self.off[self.pos]
             if t >= self.end_ns:
@@ -343,7 +348,8 @@ cdef class Core:
                         self.spin_pending = True
                         self.loop.call_soon(self._on_timer)
                 else:
-                    self._arm(t)
+                    self._arm(t if t - self.last_wake_ns >= self.batch_ns
+                              else self.last_wake_ns + self.batch_ns)
                 return
             p = self.pidx[self.pos] if self.has_pidx else 0
             self.pos += 1

@@ -49,7 +49,8 @@ class Engine:
             asyncio.get_running_loop(), target.host, target.port,
             payloads or [spec.request_bytes()], LAYOUT,
             connections=connections, max_inflight=max_inflight,
-            timeout_s=spec.timeout_s, precise=spec.precise)
+            timeout_s=spec.timeout_s, precise=spec.precise,
+            batch_window_us=spec.batch_window_s * 1e6)
 
     async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
                         on_snapshot: Callable[[IntervalSnapshot], None],

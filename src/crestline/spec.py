@@ -43,6 +43,9 @@ class RunSpec:
     workers: int = 1
     interval_s: float = 1.0
     precise: bool = False
+    # At most one scheduler wake per window: fewer wake-ups (client CPU) for up to this much
+    # send lag, which latency still counts. 0: wake for every slot.
+    batch_window_s: float = 0.0
     # client_ok bounds: scheduler lag p99 and issued-vs-offered ratio (docs/measurement.md).
     max_schedule_lag_p99_ms: float = 1.0
     min_issued_ratio: float = 0.99
@@ -54,6 +57,13 @@ class RunSpec:
         self.duration_s = parse_duration_s(self.duration_s, "--duration")
         self.interval_s = parse_duration_s(self.interval_s, "--interval")
         self.timeout_s = parse_duration_s(self.timeout_s, "--timeout")
+        if self.batch_window_s:
+            self.batch_window_s = parse_duration_s(self.batch_window_s, "--batch-window")
+            if self.batch_window_s > 0.1:
+                raise ConfigError(
+                    f"--batch-window {self.batch_window_s:g}s is too coarse: use at most 100ms")
+        if self.precise and self.batch_window_s:
+            raise ConfigError("--precise and --batch-window pull opposite ways: choose one")
         if self.arrival not in ARRIVALS:
             raise ConfigError(
                 f"unknown --arrival {self.arrival!r}: use one of {', '.join(ARRIVALS)}")

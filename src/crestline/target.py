@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import heapq
+import itertools
+import os
 import socket
 import struct
 import sys
@@ -44,12 +48,65 @@ class _Target(asyncio.Protocol):
         self.transport = None
 
 
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class _DelayQueue:
+    """Responses due at precise monotonic times: a heap and one timerfd (ns, never early).
+
+    The event loop's own timers round to milliseconds and may fire early, which would make
+    a "5 ms" server answer in 4.5 ms.
+    """
+
+    _CLOCK_MONOTONIC, _TFD_NONBLOCK, _TFD_TIMER_ABSTIME = 1, os.O_NONBLOCK, 1
+
+    def __init__(self, loop):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.timerfd_create(self._CLOCK_MONOTONIC, self._TFD_NONBLOCK)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create")
+        self.heap: list = []
+        self.seq = itertools.count()
+        self.armed_ns = None
+        loop.add_reader(self.fd, self._fire)
+
+    def push(self, due_ns: int, fn, *args) -> None:
+        heapq.heappush(self.heap, (due_ns, next(self.seq), fn, args))
+        if self.armed_ns is None or due_ns < self.armed_ns:
+            self._arm(due_ns)
+
+    def _arm(self, at_ns: int) -> None:
+        spec = _Itimerspec()
+        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(at_ns, 1_000_000_000)
+        self.libc.timerfd_settime(self.fd, self._TFD_TIMER_ABSTIME, ctypes.byref(spec), None)
+        self.armed_ns = at_ns
+
+    def _fire(self) -> None:
+        try:
+            os.read(self.fd, 8)
+        except BlockingIOError:
+            pass
+        self.armed_ns = None
+        now = time.monotonic_ns()
+        while self.heap and self.heap[0][0] <= now:
+            _, _, fn, args = heapq.heappop(self.heap)
+            fn(*args)
+        if self.heap:
+            self._arm(self.heap[0][0])
+
+
 class TargetServer:
     def __init__(self, args):
         self.a = args
         self.count = 0
         self.t0 = time.monotonic()
         self.response = self._render(200, BODY, close=False)
+        self.delays = _DelayQueue(asyncio.get_running_loop())
 
     def _render(self, status: int, body: bytes, close: bool) -> bytes:
         reason = {200: "OK", 500: "Internal Server Error", 503: "Service Unavailable"}.get(
@@ -90,7 +147,8 @@ class TargetServer:
         if stall_end is not None:
             delay_s = max(delay_s, stall_end - now)
         if delay_s > 0:
-            asyncio.get_running_loop().call_later(delay_s, self._send, proto, payload, close)
+            self.delays.push(time.monotonic_ns() + int(delay_s * 1e9), self._send, proto, payload,
+                             close)
         else:
             self._send(proto, payload, close)
 

@@ -1,6 +1,8 @@
 """N engine processes on one host, each with its share of the schedule; snapshots merged.
 
-Control and results travel over multiprocessing pipes as pickles. Histograms pickle sparsely
+Control and results travel over multiprocessing pipes as pickles, read by one blocking thread
+per pipe (the event loop must not own the pipe's fd: registering it makes it non-blocking, and
+multiprocessing's framing then breaks on partial reads and writes). Histograms pickle sparsely
 (crestline.hdr.Hist), so an interval costs a few KB per worker. Every worker cuts intervals
 on the same grid from one shared CLOCK_MONOTONIC start time, so interval k of every worker
 covers the same span and their counts add exactly.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import signal
+import threading
 from collections.abc import Callable
 
 from crestline.arrivals import offsets_ns
@@ -41,17 +44,14 @@ async def _worker_async(spec: RunSpec, worker: int, conn) -> None:
     start_box: list[int] = []
     started = asyncio.Event()
 
-    def on_message():
-        while conn.poll():
-            kind, value = conn.recv()
-            if kind == "start":
-                start_box.append(value)
-                started.set()
-            elif kind == "stop":
-                stop.set()
-                started.set()
+    def on_message(kind, value):
+        if kind == "start":
+            start_box.append(value)
+        elif kind == "stop":
+            stop.set()
+        started.set()
 
-    loop.add_reader(conn.fileno(), on_message)
+    _pump_pipe(conn, loop, on_message)
     engine = Engine(spec, worker)
     conn.send(("ready", worker))
     await started.wait()
@@ -61,8 +61,26 @@ async def _worker_async(spec: RunSpec, worker: int, conn) -> None:
         await engine.run_stage(chunks, start_box[0], spec.duration_s,
                                lambda snap: conn.send(("snap", snap)), stop)
     engine.close()
-    loop.remove_reader(conn.fileno())
     conn.send(("done", worker))
+
+
+def _pump_pipe(conn, loop, on_message) -> None:
+    """Deliver each (kind, value) from conn to on_message on the loop, from a daemon thread."""
+
+    def pump():
+        while True:
+            try:
+                kind, value = conn.recv()
+            except (EOFError, OSError):
+                kind, value = "eof", None
+            try:
+                loop.call_soon_threadsafe(on_message, kind, value)
+            except RuntimeError:  # the loop is closed
+                return
+            if kind == "eof":
+                return
+
+    threading.Thread(target=pump, daemon=True).start()
 
 
 async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], None],
@@ -100,29 +118,23 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
             on_snapshot(merged)
             next_index += 1
 
-    def reader(w):
-        def on_readable():
-            try:
-                while pipes[w].poll():
-                    kind, value = pipes[w].recv()
-                    if kind == "ready":
-                        ready.add(w)
-                    elif kind == "snap":
-                        pending.setdefault(value.index, []).append(value)
-                        flush()
-                    elif kind == "done":
-                        done.add(w)
-                    elif kind == "error":
-                        errors.append(value)
-                        done.add(w)
-            except EOFError:
+    def handler(w):
+        def on_message(kind, value):
+            if kind == "ready":
+                ready.add(w)
+            elif kind == "snap":
+                pending.setdefault(value.index, []).append(value)
+                flush()
+            elif kind in ("done", "eof"):
                 done.add(w)
-                loop.remove_reader(pipes[w].fileno())
+            elif kind == "error":
+                errors.append(value)
+                done.add(w)
             changed.set()
-        return on_readable
+        return on_message
 
     for w in range(n):
-        loop.add_reader(pipes[w].fileno(), reader(w))
+        _pump_pipe(pipes[w], loop, handler(w))
     stopped = False
     try:
         while len(ready | done) < n:
@@ -159,13 +171,9 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
             on_snapshot(merged)
         return stopped
     finally:
-        for w in range(n):
-            try:
-                loop.remove_reader(pipes[w].fileno())
-            except (ValueError, OSError):
-                pass
-            pipes[w].close()
         for p in procs:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+        for c in pipes:
+            c.close()

@@ -1,0 +1,88 @@
+"""Shared fixtures: real loopback servers in their own processes.
+
+The target is crestline's own `crestline.target` (a uvloop HTTP/1.1 server with known delay,
+stalls and injected faults), started as a subprocess so it never shares the client's GIL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+class Target:
+    def __init__(self, *flags: str, max_seconds: float = 120.0):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "crestline.target", "--port", "0",
+             "--max-seconds", str(max_seconds), *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"target did not start: {line!r} {self.proc.stderr.read()}")
+        self.host, port = line.removeprefix("listening on ").rsplit(":", 1)
+        self.port = int(port)
+        self.url = f"http://{self.host}:{self.port}/"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
+@pytest.fixture
+def target():
+    """Factory: target('--delay-ms', '5') -> a running Target, stopped at teardown."""
+    started: list[Target] = []
+
+    def start(*flags: str, **kw) -> Target:
+        t = Target(*flags, **kw)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.stop()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port with nothing listening (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CountingListener:
+    """A bare TCP listener that only counts accepted connections (to prove nothing was sent)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+
+    def accepted(self) -> int:
+        n = 0
+        time.sleep(0.2)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                conn, _ = self.sock.accept()
+                conn.close()
+                n += 1
+        return n
+
+
+@pytest.fixture
+def listener():
+    lst = CountingListener()
+    yield lst
+    lst.sock.close()

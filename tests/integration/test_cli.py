@@ -1,0 +1,151 @@
+"""The `crestline` command end to end: outputs, bad input, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import msgpack
+import pytest
+from hdrh.log import HistogramLogReader
+
+from crestline.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
+from crestline.runlog import read_runlog
+
+CLI = [sys.executable, "-m", "crestline.cli"]
+
+
+def crestline(*args, timeout=60):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_writes_json_contract_runlog_and_hdr_log(target, tmp_path):
+    t = target("--delay-ms", "1")
+    out, runlog, hlog = tmp_path / "r.json", tmp_path / "r.runlog", tmp_path / "r.hlog"
+    p = crestline("run", t.url, "--rate", "1k", "--duration", "3s", "--arrival", "poisson",
+                  "--seed", "1", "--connections", "8", "--out", str(out), "--runlog", str(runlog),
+                  "--hdr-log", str(hlog), "-H", "X-Test: 1", "--method", "POST", "--body", "{}")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    for key in ("offered_rps", "achieved_rps", "duration_s", "requests", "latency_ms", "service_ms",
+                "send_lag_ms", "client_ok", "intervals"):
+        assert key in d
+    for key in ("sent", "ok", "errors", "shed", "by_error"):
+        assert key in d["requests"]
+    for key in ("latency_ms", "service_ms", "send_lag_ms"):
+        assert set(d[key]) >= {"p50", "p90", "p99", "p999", "max", "mean"}
+        assert d[key]["p50"] <= d[key]["p99"] <= d[key]["p999"] <= d[key]["max"]
+    for iv in d["intervals"]:
+        assert set(iv) >= {"t_s", "sent", "ok", "errors", "inflight", "latency_ms"}
+        assert set(iv["latency_ms"]) >= {"p50", "p99"}
+    assert d["duration_s"] == pytest.approx(3.0, abs=0.05)
+    assert d["requests"]["ok"] == d["requests"]["sent"] > 2500
+    # live lines on stderr, the summary table on stdout
+    assert "achieved/s" in p.stderr and "latency ms" in p.stdout
+
+    header, intervals, summary = read_runlog(str(runlog))
+    assert header["spec"]["rate_rps"] == 1000.0
+    assert len(intervals) == len(d["intervals"])
+    assert sum(s.latency.total for s in intervals) == d["requests"]["completed"]
+    assert summary["requests"]["ok"] == d["requests"]["ok"]
+
+    # The interval log is readable by HdrHistogram's own log reader.
+    reader = HistogramLogReader(str(hlog), _template())
+    total, n = 0, 0
+    while (h := reader.get_next_interval_histogram()) is not None:
+        total += h.get_total_count()
+        n += 1
+    assert n == 3 * len(intervals)  # latency, service, send_lag per interval
+    assert total == 3 * d["requests"]["completed"]
+    text = hlog.read_text()
+    assert text.startswith("#[Histogram log format version 1.3]")
+    assert "Tag=service," in text and "Tag=send_lag," in text
+
+
+def _template():
+    from hdrh.histogram import HdrHistogram
+
+    return HdrHistogram(LOWEST_NS, HIGHEST_NS, SIGNIFICANT_DIGITS)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["run", "not a url", "--rate", "10"], "malformed URL"),
+    (["run", "ftp://127.0.0.1/", "--rate", "10"], "http://"),
+    (["run", "https://127.0.0.1/", "--rate", "10"], "https is not supported"),
+    (["run", "{url}", "--rate", "lots"], "cannot read --rate"),
+    (["run", "{url}", "--rate", "10", "--duration", "forever"], "cannot read --duration"),
+    (["run", "{url}", "--rate", "10", "--body", "@/nonexistent/body.json"], "not found"),
+    (["run", "{url}", "--rate", "10", "--connections", "0"], "--connections"),
+    (["run", "{url}"], "--rate"),
+    (["run", "{url}", "--rate", "10", "--bogus"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_exit_2_and_sends_nothing(listener, args, expect):
+    url = f"http://127.0.0.1:{listener.port}/"
+    p = crestline(*[a.replace("{url}", url) for a in args])
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crestline: error:"), p.stderr
+    assert expect in lines[0]
+    assert "Traceback" not in p.stderr
+    assert listener.accepted() == 0
+
+
+def test_refused_target_is_a_usage_error(closed_port):
+    p = crestline("run", f"http://127.0.0.1:{closed_port}/", "--rate", "10", "--duration", "1s")
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        f"crestline: error: cannot connect to 127.0.0.1:{closed_port} (Connection refused): "
+        "is the server running and the URL right?")
+
+
+def test_ctrl_c_keeps_completed_intervals_and_writes_results(target, tmp_path):
+    t = target()
+    out, runlog = tmp_path / "r.json", tmp_path / "r.runlog"
+    proc = subprocess.Popen(CLI + ["run", t.url, "--rate", "500", "--duration", "60s",
+                                   "--out", str(out), "--runlog", str(runlog), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # wait until two intervals are on disk
+        if runlog.exists() and len(_records(runlog)) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    d = json.loads(out.read_text())
+    assert d["interrupted"] is True
+    assert 1.5 < d["duration_s"] < 10
+    assert d["requests"]["ok"] > 500
+    header, intervals, summary = read_runlog(str(runlog))
+    assert len([s for s in intervals if not s.drain]) >= 2
+    assert summary is not None and summary["interrupted"] is True
+
+
+def _records(path):
+    with open(path, "rb") as f:
+        return list(msgpack.Unpacker(f, raw=False))
+
+
+def test_help_teaches_with_examples():
+    p = crestline("run", "--help")
+    assert p.returncode == 0
+    assert "examples:" in p.stdout and "--batch-window" in p.stdout
+    v = crestline("--version")
+    assert v.returncode == 0 and v.stdout.startswith("crestline ")
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo.json"
+    p = crestline("demo", "--duration", "2s", "--rate", "500", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["requests"]["ok"] == 1000
+    assert d["latency_ms"]["p50"] >= 2.0
+
+
+def test_console_script_is_installed():
+    script = os.path.join(os.path.dirname(sys.executable), "crestline")
+    p = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert p.returncode == 0

@@ -7,7 +7,7 @@ dropped the way `HdrHistogram.record_value` drops them.
 """
 import numpy as np
 from libc.string cimport memset
-from libc.stdint cimport INT64_MAX
+from libc.stdint cimport INT64_MAX, int32_t
 
 
 cdef class HdrRecorder:
@@ -47,9 +47,31 @@ cdef class HdrRecorder:
                 self.record(values_ns[i])
 
     def take(self):
-        """Return (counts copy, total, min_ns, max_ns, clamped) and clear the recorder."""
-        out = (self._array.copy(), self.total, self.min_ns, self.max_ns, self.clamped)
-        self.clear()
+        """Return ((indices, counts), total, min_ns, max_ns, clamped) and clear the recorder.
+
+        Sparse: an interval touches a few hundred of the ~34k buckets, so one pass over the
+        array finds them and only those are zeroed; the event loop pauses ~tens of µs per
+        interval instead of copying and clearing the whole array.
+        """
+        cdef Py_ssize_t i, j = 0, nnz = 0
+        for i in range(self.counts_len):
+            if self.counts[i]:
+                nnz += 1
+        idx = np.empty(nnz, dtype=np.int32)
+        vals = np.empty(nnz, dtype=np.uint64)
+        cdef int32_t[::1] idx_v = idx
+        cdef uint64_t[::1] vals_v = vals
+        for i in range(self.counts_len):
+            if self.counts[i]:
+                idx_v[j] = <int32_t>i
+                vals_v[j] = self.counts[i]
+                self.counts[i] = 0
+                j += 1
+        out = ((idx, vals), self.total, self.min_ns, self.max_ns, self.clamped)
+        self.total = 0
+        self.clamped = 0
+        self.min_ns = INT64_MAX
+        self.max_ns = 0
         return out
 
     def reset(self):

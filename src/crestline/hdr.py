@@ -66,7 +66,10 @@ class Hist:
 
     @classmethod
     def from_take(cls, taken) -> Hist:
-        counts, total, min_ns, max_ns, clamped = taken
+        """From HdrRecorder.take(): ((indices, counts), total, min_ns, max_ns, clamped)."""
+        (idx, vals), total, min_ns, max_ns, clamped = taken
+        counts = np.zeros(COUNTS_LEN, dtype=np.uint64)
+        counts[idx] = vals
         return cls(counts, int(total), int(min_ns), int(max_ns), int(clamped))
 
     @classmethod

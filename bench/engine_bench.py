@@ -214,7 +214,7 @@ class Bench:
                     proc.kill()
                 raise
         s1 = proc_cpu_s(wpid)
-        rec = {"tag": tag, "cmd": " ".join(full), "rc": rc, "cpus": cpus or "any",
+        rec = {"tag": tag, "cmd": " ".join(full), "rc": rc, "cpus": cpus or "any", "out_path": out_path,
                "srv_cpu_s": round(s1 - s0, 2) if s0 is not None and s1 is not None else None}
         try:
             u, s, e, m = time_path.read_text().strip().splitlines()[-1].split()
@@ -403,11 +403,15 @@ class Bench:
             for name, extra, cpus in variants:
                 best, best_rec, fail = 0, None, None
                 for rate in a.ladder:
-                    rec = self.crestline(f"s3_{name}_{fmt_rate(rate)}_r{r}", rate, a.dur3, a.conns3, extra, cpus)
-                    ach = rec.get("achieved_rps") or 0.0
-                    rec["pass"] = bool(rec.get("client_ok")) and ach >= 0.99 * rate
-                    rec.update(label=name, round=r)
-                    steps.append(rec); self.note(rec); self.pause()
+                    for attempt in range(a.retries + 1):
+                        tag = f"s3_{name}_{fmt_rate(rate)}_r{r}" + (f"_retry{attempt}" if attempt else "")
+                        rec = self.crestline(tag, rate, a.dur3, a.conns3, extra, cpus)
+                        ach = rec.get("achieved_rps") or 0.0
+                        rec["pass"] = bool(rec.get("client_ok")) and ach >= 0.99 * rate
+                        rec.update(label=name, round=r, attempt=attempt)
+                        steps.append(rec); self.note(rec); self.pause()
+                        if rec["pass"] or rec.get("achieved_rps") is None:
+                            break  # no retry after a crash
                     if not rec["pass"]:
                         fail = rec
                         break
@@ -420,7 +424,9 @@ class Bench:
             atmax = [b for _, _, b in runs if b]
             top = a.ladder[-1]
             best_txt = med([b for b, _, _ in runs], "{:,.0f}")
-            if any(b == top for b, _, _ in runs):
+            if all(b == 0 for b, _, _ in runs):
+                best_txt = f"< {a.ladder[0]:,} (first step failed)"
+            elif any(b == top for b, _, _ in runs):
                 best_txt += f" (≥ top rung {top:,} in some round)"
             why = "; ".join(
                 f"r{i + 1} {fmt_rate(f['rate'])}: " + self.fail_reason(f) if f else f"r{i + 1}: none"
@@ -436,15 +442,19 @@ class Bench:
                          why])
         self.tables.append(
             f"## 3. Highest rate one crestline run sustains ({a.dur3:g} s per step, {a.conns3} connections, "
-            f"ladder {', '.join(fmt_rate(x) for x in a.ladder)}; pass = client_ok and achieved ≥ 99 % of the rate; "
-            "stop at the first failing step)\n\n"
+            f"ladder {', '.join(fmt_rate(x) for x in a.ladder)}; pass = client_ok and achieved ≥ 99 % of the rate"
+            + (f"; a failing step is retried {a.retries}x" if a.retries else "") + ", stop at the first failing step)\n\n"
             + md_table(["command", "client pinning", "max sustained rps", "CPU µs/req at max",
                         "client cores busy at max (CPU s / wall s)", "nginx cores busy at max",
                         "send lag p99 ms at max", "first failing step (per round): why"], rows)
-            + "\n\n`--workers 2` runs are not pinned with taskset: with 2 cores and nginx pinned to core 0, the two "
-              "worker processes (and the parent) compete with nginx for core 0, so their ceiling measures the "
-              "whole machine, not one client core. Client CPU includes all worker processes.\n")
-        step_rows = [[s["label"], s["round"], f"{s['rate']:,}", f"{s['achieved_rps']:.0f}" if s.get("achieved_rps")
+            + ("\n\n`--workers 2` runs are not pinned with taskset (equivalent to `taskset -c 0,1` here): with nginx "
+               f"pinned to core {a.server_cpu}, the worker processes (and the parent) also compete with nginx for "
+               "its core, so their ceiling measures the whole machine, not one client core."
+               if variants[2][2] is None else
+               f"\n\n`--workers 2` runs are pinned with `taskset -c {variants[2][2]}`.")
+            + " Client CPU includes all worker processes (`/usr/bin/time` counts waited-for children).\n")
+        step_rows = [[s["label"], s["round"] if not s["attempt"] else f"{s['round']} (retry {s['attempt']})",
+                      f"{s['rate']:,}", f"{s['achieved_rps']:.0f}" if s.get("achieved_rps")
                       else "-", s.get("client_ok"), s.get("errors"),
                       f"{s['sched_p99']:.3f}" if s.get("sched_p99") is not None else "-",
                       f"{s['send_p99']:.3f}" if s.get("send_p99") is not None else "-",
@@ -458,7 +468,12 @@ class Bench:
     def fail_reason(rec: dict) -> str:
         parts = []
         if rec.get("achieved_rps") is None:
-            parts.append(f"no result (rc {rec.get('rc')})")
+            first = ""
+            try:
+                first = rec["out_path"].read_text(errors="replace").strip().splitlines()[0][:160]
+            except (KeyError, OSError, IndexError):
+                pass
+            parts.append(f"no result (rc {rec.get('rc')}{': ' + first if first else ''})")
         else:
             if rec.get("achieved_rps", 0) < 0.99 * rec["rate"]:
                 parts.append(f"achieved {rec['achieved_rps']:,.0f}")
@@ -555,6 +570,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=50, help="sections 1, 2, 4, 5 connections (default 50)")
     ap.add_argument("--ladder", default=DEFAULT_LADDER, help=f"section 3 rates (default {DEFAULT_LADDER})")
     ap.add_argument("--ladder-duration", type=float, default=None, help="section 3 step length s (default 5)")
+    ap.add_argument("--retries", type=int, default=0,
+                    help="section 3: re-run a failing step this many times before stopping (default 0)")
     ap.add_argument("--ladder-connections", type=int, default=100, help="section 3 connections (default 100)")
     ap.add_argument("--lag-rates", default="10k,50k", help="section 4 rates (default 10k,50k)")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between runs (default 1)")
@@ -582,6 +599,11 @@ def main() -> int:
         if not c.isdigit() or int(c) not in allowed:
             ap.error(f"core {c} not available (have {sorted(allowed)})")
     a.out_dir.mkdir(parents=True, exist_ok=True)
+    stale = [p for p in a.out_dir.glob("s[1-5]_*") if p.suffix in (".out", ".time", ".json", ".srv")]
+    for p in stale:  # this script's own raw files from an earlier run
+        p.unlink()
+    if stale:
+        log(f"removed {len(stale)} raw files of an earlier run from {a.out_dir}")
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")

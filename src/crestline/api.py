@@ -36,7 +36,8 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     """Run one open-loop load on the running event loop and return its RunResult.
 
     options are RunSpec fields: rate_rps (req/s), duration_s (s), arrival, seed, connections,
-    max_inflight, timeout_s, method, headers, body, workers, interval_s, precise.
+    max_inflight, timeout_s, method, headers, body, workers, interval_s, precise,
+    batch_window_s, max_schedule_lag_p99_ms, min_issued_ratio.
     on_interval(snapshot) is called once per interval as the run goes (and once for the drain).
     runlog / hdr_log: paths written one interval at a time. Setting `stop` ends the run early;
     the result then has interrupted=True and keeps every finished interval.
@@ -45,18 +46,20 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     from crestline.runlog import HdrLogWriter, RunlogWriter
 
     spec = _make_spec(url, spec, options)
-    preflight(spec.target)
+    await preflight(spec.target)
     stop = stop or asyncio.Event()
-    started = time.time()
     spec_dict = spec.to_dict() | {"version": __version__}
-    result = RunResult(spec_dict, started)
+    result = RunResult(spec_dict, time.time())
     sinks = []
-    if runlog:
-        sinks.append(RunlogWriter(runlog, spec_dict, started))
-    if hdr_log:
-        sinks.append(HdrLogWriter(hdr_log, started))
 
     def on_snapshot(snap: IntervalSnapshot) -> None:
+        if not result.intervals:
+            # Wall-clock start of the load: interval times count from there.
+            result.started_unix_s = time.time() - snap.t_s
+            if runlog:
+                sinks.append(RunlogWriter(runlog, spec_dict, result.started_unix_s))
+            if hdr_log:
+                sinks.append(HdrLogWriter(hdr_log, result.started_unix_s))
         result.add(snap)
         for sink in sinks:
             sink.interval(snap)

@@ -1,5 +1,6 @@
 """The `crestline` command: thin argparse over the Python API. Exit codes: 0 success,
-2 usage or configuration error (nothing was sent), 130 interrupted by Ctrl-C (results kept)."""
+1 another crestline error, 2 usage or configuration error (nothing was sent), 130 interrupted
+by Ctrl-C (results kept)."""
 
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ def cmd_run(a) -> int:
 def cmd_demo(a) -> int:
     target = subprocess.Popen(
         [sys.executable, "-m", "crestline.target", "--port", "0", "--delay-ms", "2",
-         "--max-seconds", "600"], stdout=subprocess.PIPE, text=True)
+         "--max-seconds", "600"], stdout=subprocess.PIPE, text=True,
+        start_new_session=True)  # Ctrl-C stops the run, which then stops the target
     try:
         line = target.stdout.readline().strip()
         if not line.startswith("listening on "):

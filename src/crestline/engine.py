@@ -98,13 +98,16 @@ class Engine:
             if stopped or boundary_ns >= end_ns:
                 break
         if drain:
-            await self.drain(start_ns, first_index + k, on_snapshot, stop, stopped)
+            await self.drain(start_ns, prev_ns, first_index + k, on_snapshot, stop, stopped)
         return stopped
 
-    async def drain(self, start_ns: int, index: int, on_snapshot, stop, stopped: bool) -> None:
-        """Wait for what is in flight (at most --timeout, 1 s after a stop), then report it."""
+    async def drain(self, start_ns: int, t0: int, index: int, on_snapshot, stop,
+                    stopped: bool) -> None:
+        """Wait for what is in flight (at most --timeout, 1 s after a stop), then report it.
+
+        t0 is where the last load interval was cut: the drain interval starts there.
+        """
         core = self.core
-        t0 = monotonic_ns()
         limit_ns = int(min(self.spec.timeout_s, 1.0) * 1e9) if stopped else int(
             self.spec.timeout_s * 1e9) + 50_000_000
         while core.inflight and monotonic_ns() - t0 < limit_ns:

@@ -118,8 +118,13 @@ class Hist:
         return float(np.dot(self.counts[nz].astype(np.float64), MEDIAN_EQUIV[nz])) / self.total
 
     def summary_ms(self) -> dict:
-        """{p50, p90, p99, p999, max, mean} in milliseconds; max is the exact recorded maximum."""
-        p50, p90, p99, p999 = self.values_at((50.0, 90.0, 99.0, 99.9))
+        """{p50, p90, p99, p999, max, mean} in milliseconds; max is the exact recorded maximum.
+
+        A percentile is its bucket's highest equivalent value (HdrHistogram's rule), which can
+        lie up to 0.1% above the exact maximum; reported percentiles are capped at it.
+        """
+        top = self.max_ns if self.total else 0
+        p50, p90, p99, p999 = (min(v, top) for v in self.values_at((50.0, 90.0, 99.0, 99.9)))
         return {
             "p50": p50 / 1e6,
             "p90": p90 / 1e6,

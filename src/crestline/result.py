@@ -94,8 +94,9 @@ class IntervalSnapshot:
             "by_error": dict(self.by_error),
             "inflight": self.inflight,
             "connections": self.connections,
-            "offered_rps": self.scheduled / dur,
-            "achieved_rps": self.completed / dur,
+            # The drain's rates would divide by a few ms of draining: not comparable, so null.
+            "offered_rps": None if self.drain else self.scheduled / dur,
+            "achieved_rps": None if self.drain else self.completed / dur,
             "latency_ms": {"p50": lat[0] / 1e6, "p99": lat[1] / 1e6},
             "send_lag_ms": {"p99": lag[0] / 1e6},
         }

@@ -39,7 +39,9 @@ class RunlogWriter:
                "drain": snap.drain, "by_error": snap.by_error, "inflight": snap.inflight,
                "queued": snap.queued, "connections": snap.connections,
                "messages": [list(m) for m in snap.messages],
-               "hists": {name: h.encode() for name, h in snap.hists.items()}}
+               # The V2 encoding keeps counts; the exact min, max and clamped count ride beside it.
+               "hists": {name: {"v2": h.encode(), "min_ns": h.min_ns, "max_ns": h.max_ns,
+                                "clamped": h.clamped} for name, h in snap.hists.items()}}
         for name in COUNTER_NAMES:
             rec[name] = getattr(snap, name)
         self._write(rec)
@@ -69,14 +71,21 @@ def read_runlog(path: str) -> tuple[dict, list[IntervalSnapshot], dict | None]:
                     setattr(snap, name, rec[name])
                 snap.by_error = dict(rec["by_error"])
                 snap.messages = [tuple(m) for m in rec["messages"]]
-                snap.hists = {n: Hist.decode(rec["hists"][n]) for n in HIST_NAMES
-                              if n in rec["hists"]}
+                snap.hists = {n: _hist(rec["hists"][n]) for n in HIST_NAMES if n in rec["hists"]}
                 intervals.append(snap)
             elif kind == "summary":
                 summary = rec["result"]
     if header is None:
         raise CrestlineError(f"{path}: no runlog header; is this a crestline runlog?")
     return header, intervals, summary
+
+
+def _hist(rec: dict) -> Hist:
+    h = Hist.decode(rec["v2"])
+    if h.total:
+        h.min_ns, h.max_ns = rec["min_ns"], rec["max_ns"]
+    h.clamped = rec["clamped"]
+    return h
 
 
 class HdrLogWriter:

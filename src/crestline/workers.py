@@ -104,6 +104,7 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
         procs.append(p)
 
     pending: dict[int, list[IntervalSnapshot]] = {}
+    drains: list[IntervalSnapshot] = []
     ready, done, errors = set(), set(), []
     next_index = 0
     changed = asyncio.Event()
@@ -123,8 +124,11 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
             if kind == "ready":
                 ready.add(w)
             elif kind == "snap":
-                pending.setdefault(value.index, []).append(value)
-                flush()
+                if value.drain:  # workers stopped early may disagree on its index
+                    drains.append(value)
+                else:
+                    pending.setdefault(value.index, []).append(value)
+                    flush()
             elif kind in ("done", "eof"):
                 done.add(w)
             elif kind == "error":
@@ -163,11 +167,12 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
         if errors:
             raise CrestlineError("; ".join(errors))
         # Intervals some worker never reached (a stop mid-interval) merge what arrived.
-        for index in sorted(pending):
-            parts = pending[index]
+        for parts in [pending[i] for i in sorted(pending)] + ([drains] if drains else []):
             merged = parts[0]
             for part in parts[1:]:
                 merged.merge(part)
+            merged.index = next_index
+            next_index += 1
             on_snapshot(merged)
         return stopped
     finally:

@@ -50,6 +50,9 @@ def test_run_writes_json_contract_runlog_and_hdr_log(target, tmp_path):
     assert len(intervals) == len(d["intervals"])
     assert sum(s.latency.total for s in intervals) == d["requests"]["completed"]
     assert summary["requests"]["ok"] == d["requests"]["ok"]
+    # exact extremes survive the runlog (the V2 encoding alone would round them to buckets)
+    assert max(s.latency.max_ns for s in intervals) / 1e6 == d["latency_ms"]["max"]
+    assert sum(s.hists["send_lag"].clamped for s in intervals) == d["clamped"]["send_lag"]
 
     # The interval log is readable by HdrHistogram's own log reader.
     reader = HistogramLogReader(str(hlog), _template())

@@ -77,6 +77,7 @@ def test_body_file_and_headers(tmp_path):
 @pytest.mark.parametrize("field,value,match", [
     ("connections", 0, "connections"), ("workers", 0, "workers"), ("method", "FETCH", "method"),
     ("max_inflight", 5, "max-inflight"), ("arrival", "bursty", "arrival"),
+    ("method", "HEAD", "HEAD is not supported"),
 ])
 def test_bad_spec_fields(field, value, match):
     spec = RunSpec("http://127.0.0.1:8000/", 10, 1)

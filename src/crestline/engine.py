@@ -54,13 +54,15 @@ class Engine:
             batch_window_us=spec.batch_window_s * 1e6)
 
     async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
-                        on_snapshot: Callable[[IntervalSnapshot], None],
+                        on_snapshot: Callable[[IntervalSnapshot], bool | None],
                         stop: asyncio.Event | None = None, first_index: int = 0,
                         drain: bool = True) -> bool:
         """Offer one stage's schedule from start_ns; emit a snapshot per interval.
 
         Interval boundaries sit on the grid start_ns + k * interval_s, so workers that share
-        start_ns cut the same intervals. Returns True if `stop` cut the stage short.
+        start_ns cut the same intervals. on_snapshot returning True ends the stage after that
+        interval (the search changes rate that way, on warm connections). Returns True if
+        `stop` cut the stage short.
         """
         core = self.core
         interval_ns = int(self.spec.interval_s * 1e9)
@@ -79,7 +81,7 @@ class Engine:
                          first_index, drain) -> bool:
         core = self.core
         await sleep_until_ns(start_ns, stop)
-        core.take_interval()  # whatever completed between stages belongs to no interval
+        # Completions since the previous stage (if any) fall into this stage's first interval.
         core.start(start_ns, end_ns, chunk_source(chunks))
         k, prev_ns, stopped = 0, start_ns, False
         while True:
@@ -90,12 +92,15 @@ class Engine:
                 boundary_ns = monotonic_ns()
             else:
                 core.pump()
-            on_snapshot(IntervalSnapshot.from_core(
+            end_now = on_snapshot(IntervalSnapshot.from_core(
                 first_index + k, (boundary_ns - start_ns) / 1e9, (boundary_ns - prev_ns) / 1e9,
                 core.take_interval()))
             prev_ns = boundary_ns
             k += 1
             if stopped or boundary_ns >= end_ns:
+                break
+            if end_now:
+                core.stop()
                 break
         if drain:
             await self.drain(start_ns, prev_ns, first_index + k, on_snapshot, stop, stopped)
@@ -120,6 +125,17 @@ class Engine:
         now = monotonic_ns()
         on_snapshot(IntervalSnapshot.from_core(
             index, (now - start_ns) / 1e9, (now - t0) / 1e9, core.take_interval(), drain=True))
+
+    async def wait_idle(self, max_s: float) -> float:
+        """Offer nothing until nothing is in flight (at most max_s; the rest are abandoned as
+        timeouts). Returns the seconds waited; what completed meanwhile is discarded."""
+        t0 = monotonic_ns()
+        while self.core.inflight and monotonic_ns() - t0 < max_s * 1e9:
+            await asyncio.sleep(0.005)
+        if self.core.inflight:
+            self.core.abandon(f"still in flight after a {max_s:g} s drain between steps")
+        self.core.take_interval()
+        return (monotonic_ns() - t0) / 1e9
 
     def close(self) -> None:
         self.core.close()

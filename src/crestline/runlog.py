@@ -46,6 +46,10 @@ class RunlogWriter:
             rec[name] = getattr(snap, name)
         self._write(rec)
 
+    def record(self, kind: str, data: dict) -> None:
+        """Any other record, e.g. a search step: {"type": kind, **data}."""
+        self._write({"type": kind, **data})
+
     def close(self, summary: dict | None = None) -> None:
         if self._f.closed:
             return

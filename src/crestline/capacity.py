@@ -1,0 +1,137 @@
+"""The capacity search on the real engine: the pure policy (crestline.search) drives one
+Engine, stage by stage, on warm connections; steps and intervals go to the runlog as they
+finish.
+
+    result = crestline.search("http://127.0.0.1:8000/", slo=["p99=25ms"], max_rate_rps=5000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from crestline import __version__
+from crestline.arrivals import offsets_ns
+from crestline.errors import ConfigError
+from crestline.result import IntervalSnapshot
+from crestline.search import Done, Drain, Offer, SearchConfig, SearchPolicy, Step
+from crestline.slo import Slo, parse_slo
+from crestline.spec import RunSpec, preflight
+
+
+def make_config(slo, **limits) -> SearchConfig:
+    """SearchConfig from an SLO (Slo or ['p99=25ms', ...]) and limits. Raises ConfigError."""
+    if not isinstance(slo, Slo):
+        slo = parse_slo(list(slo) if not isinstance(slo, str) else [slo])
+    cfg = SearchConfig(slo=slo, **limits)
+    if cfg.start_rate_rps <= 0 or cfg.max_rate_rps < cfg.start_rate_rps:
+        raise ConfigError(f"--start-rate ({cfg.start_rate_rps:g}) must be positive and at most "
+                          f"--max-rate ({cfg.max_rate_rps:g})")
+    if not 0 < cfg.tolerance < 0.5:
+        raise ConfigError(f"--tolerance {cfg.tolerance:g} must lie between 0 and 50%, e.g. 2%")
+    if cfg.max_steps < 2:
+        raise ConfigError("--max-steps must be at least 2")
+    if cfg.step_s < 3 * cfg.interval_s:
+        raise ConfigError(f"--step-duration must hold at least 3 intervals of {cfg.interval_s:g} s")
+    if not cfg.slo.latency and cfg.slo.max_error_rate is None:
+        raise ConfigError("give at least one --slo, e.g. --slo p99=25ms")
+    return cfg
+
+
+async def search_async(spec: RunSpec, config: SearchConfig, *,
+                       on_step: Callable[[dict, SearchPolicy], None] | None = None,
+                       on_interval: Callable[[IntervalSnapshot], None] | None = None,
+                       runlog: str | None = None, stop: asyncio.Event | None = None) -> dict:
+    """Search for the highest rate meeting config.slo; returns the result dict (docs/search.md).
+
+    spec shapes the traffic (URL, arrival, payload, connections, timeout); its rate and
+    duration are ignored. Raises ConfigError before any load if the spec or target is wrong.
+    """
+    from crestline.engine import Engine, monotonic_ns
+    from crestline.runlog import RunlogWriter
+
+    spec.validated()
+    if spec.workers > 1:
+        raise ConfigError("crestline search runs one client process in this version: "
+                          "drop --workers (or use --batch-window to lower client CPU)")
+    await preflight(spec.target)
+    stop = stop or asyncio.Event()
+    policy = SearchPolicy(config)
+    started = time.time()
+    header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
+    log = RunlogWriter(runlog, header, started) if runlog else None
+    engine = Engine(spec)
+    stage_s = config.max_step_s + (config.settle_intervals + 2) * config.interval_s
+    reported: set[int] = set()
+    action = policy.start()
+    stages = 0
+    interrupted = False
+
+    def report_steps():
+        for i, step in enumerate(policy.steps):
+            if step.verdict is not None and i not in reported:
+                reported.add(i)
+                d = step.to_dict(config.interval_s)
+                if log:
+                    log.record("step", {"index": i, **d})
+                if on_step:
+                    on_step(d, policy)
+
+    try:
+        while not isinstance(action, Done):
+            if stop.is_set():
+                interrupted = True
+                policy._finish("interrupted", converged=False)
+                break
+            if isinstance(action, Offer):
+                rate = action.rate_rps
+                box = [action]
+
+                def on_snap(snap: IntervalSnapshot, rate=rate, box=box) -> bool:
+                    box[0] = policy.on_interval(snap)
+                    if log:
+                        log.interval(snap)
+                    if on_interval:
+                        on_interval(snap)
+                    report_steps()
+                    nxt = box[0]
+                    return not (isinstance(nxt, Offer) and nxt.rate_rps == rate)
+
+                seed = None if spec.seed is None else spec.seed + stages
+                stages += 1
+                chunks = offsets_ns(spec.arrival, rate, stage_s, seed)
+                await engine.run_stage(chunks, monotonic_ns() + 1_000_000, stage_s, on_snap,
+                                       stop, drain=False)
+                action = box[0]
+            elif isinstance(action, Drain):
+                waited = await engine.wait_idle(spec.timeout_s + 1.0)
+                action = policy.on_drained(waited)
+        report_steps()
+    finally:
+        engine.close()
+        result = policy.result() | {"url": spec.url, "crestline": __version__,
+                                    "started_unix_s": started, "interrupted": interrupted,
+                                    "spec": spec.to_dict()}
+        if log:
+            log.close(result)
+    return result
+
+
+def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, **options) -> dict:
+    """Blocking search on a fresh uvloop. options: RunSpec traffic fields (arrival, seed,
+    connections, max_inflight, timeout_s, method, headers, body, interval_s, batch_window_s,
+    precise) and SearchConfig limits (start_rate_rps, max_rate_rps, step_s, max_step_s,
+    tolerance, max_steps, max_time_s, warmup)."""
+    import uvloop
+
+    limit_names = set(SearchConfig.__dataclass_fields__) - {"slo"}
+    limits = {k: options.pop(k) for k in list(options) if k in limit_names}
+    interval_s = options.get("interval_s", 1.0)
+    config = make_config(slo, interval_s=interval_s, **limits)
+    spec = RunSpec(url=url, rate_rps=config.start_rate_rps, duration_s=1.0, **options)
+    return uvloop.run(search_async(spec, config, on_step=on_step, on_interval=on_interval,
+                                   runlog=runlog))
+
+
+__all__ = ["search", "search_async", "make_config", "Step"]

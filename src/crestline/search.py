@@ -1,0 +1,347 @@
+"""The capacity search policy: interval snapshots in, decisions out.
+
+Pure: no clock, no sockets, no engine. The same policy drives the real engine (crestline
+search) and the virtual-time simulator (crestline.sim), which is how it is tested against
+servers whose true capacity is known. docs/search.md explains every rule.
+
+Protocol: `start()` returns the first action; then, while the action is Offer(rate), the
+driver offers that rate for one interval and calls `on_interval(snapshot)`; on Drain it lets
+the server go idle and calls `on_drained()`; on Done the search is over and `result()` tells.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crestline.hdr import Hist
+from crestline.result import IntervalSnapshot
+from crestline.slo import Slo
+from crestline.stepjudge import StepJudge, Verdict
+from crestline.warmup import is_warm
+
+
+@dataclass(frozen=True)
+class Offer:
+    rate_rps: float
+
+
+@dataclass(frozen=True)
+class Drain:
+    pass
+
+
+@dataclass(frozen=True)
+class Done:
+    pass
+
+
+@dataclass
+class SearchConfig:
+    """Limits and knobs of one search. Units are in the names."""
+
+    slo: Slo
+    start_rate_rps: float = 100.0
+    max_rate_rps: float = 1e6
+    step_s: float = 10.0            # measured time a step needs before it may end undecided
+    max_step_s: float = 30.0        # a step still undecided by then is judged on its estimate
+    settle_intervals: int = 1       # intervals after a rate change left out of the verdict
+    tolerance: float = 0.02         # stop when (hi - lo) / lo <= tolerance
+    max_steps: int = 20
+    max_time_s: float = 900.0       # load-seconds, warm-up and drains included
+    warmup: str | float = "auto"    # "auto" | "none" | seconds to hold the first rate
+    max_warmup_s: float = 120.0
+    interval_s: float = 1.0
+    grow_max: float = 2.0           # largest multiplicative step while bracketing
+    max_schedule_lag_p99_ms: float = 1.0
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "slo"}
+        d["slo"] = self.slo.to_dict()
+        return d
+
+
+@dataclass
+class Step:
+    rate_rps: float
+    phase: str
+    intervals: list = field(default_factory=list)
+    verdict: Verdict | None = None
+
+    def to_dict(self, interval_s: float) -> dict:
+        v = self.verdict
+        measured = v.measured if v else []
+        lat = Hist.empty()
+        completed = scheduled = errors = 0
+        for s in measured:
+            lat.add(s.latency)
+            completed += s.completed
+            scheduled += s.scheduled
+            errors += s.errors
+        p50, p99, p999 = lat.values_at((50.0, 99.0, 99.9)) if lat.total else (0, 0, 0)
+        top = lat.max_ns if lat.total else 0
+        dur = sum(s.dur_s for s in self.intervals)
+        mdur = sum(s.dur_s for s in measured) or float("nan")
+        return {
+            "rate_rps": self.rate_rps,
+            "phase": self.phase,
+            "achieved_rps": completed / mdur if measured else None,
+            "verdict": v.verdict if v else None,
+            "latency_ms": {"p50": min(p50, top) / 1e6, "p99": min(p99, top) / 1e6,
+                           "p999": min(p999, top) / 1e6},
+            "error_rate": errors / max(scheduled, 1),
+            "duration_s": dur,
+            "measured_s": sum(s.dur_s for s in measured),
+            "samples": completed,
+            "margin": v.margin if v else None,
+            "why": v.why if v else "",
+        }
+
+
+class SearchPolicy:
+    """Bracket, then refine with a safeguarded secant on smoothed SLO margins."""
+
+    def __init__(self, config: SearchConfig):
+        self.cfg = config
+        self.judge = StepJudge(config.slo, config.interval_s, config.settle_intervals,
+                               config.step_s, config.max_step_s,
+                               config.max_schedule_lag_p99_ms)
+        self.steps: list[Step] = []
+        self.warmup_series: list[IntervalSnapshot] = []
+        self.warmup_s: float | None = None
+        self.warmup_note = ""
+        self.lo: float | None = None
+        self.hi: float | None = None
+        self.m_lo: float | None = None
+        self.m_hi: float | None = None
+        self.client_ceiling: float | None = None
+        self.elapsed_s = 0.0  # load-seconds offered so far (warm-up included)
+        self.drain_s = 0.0
+        self.done_reason: str | None = None
+        self.converged = False
+        self._moved: list[str] = []  # which bracket end each refinement moved
+        self._phase = "warmup"
+
+    # -- protocol ------------------------------------------------------------------------------
+    def start(self):
+        w = self.cfg.warmup
+        if w == "none" or w == 0:
+            self.warmup_s = 0.0
+            return self._begin(self.cfg.start_rate_rps, "bracket")
+        return Offer(self.cfg.start_rate_rps)
+
+    def on_interval(self, snap: IntervalSnapshot):
+        self.elapsed_s += snap.dur_s
+        if self._phase == "warmup":
+            return self._warmup_interval(snap)
+        step = self.steps[-1]
+        step.intervals.append(snap)
+        verdict = self.judge.judge(step.intervals, step.rate_rps,
+                                   full_length=step.phase == "confirm")
+        if verdict is None and self.elapsed_s >= self.cfg.max_time_s:
+            verdict = self.judge.judge(step.intervals, step.rate_rps, final=True)
+        if verdict is None:
+            return Offer(step.rate_rps)
+        step.verdict = verdict
+        return self._after_step(step)
+
+    def on_drained(self, seconds: float = 0.0):
+        self.drain_s += seconds
+        self.elapsed_s += seconds
+        return self._next_probe()
+
+    # -- warm-up --------------------------------------------------------------------------------
+    def _warmup_interval(self, snap: IntervalSnapshot):
+        self.warmup_series.append(snap)
+        held_s = sum(s.dur_s for s in self.warmup_series)
+        w = self.cfg.warmup
+        if w != "auto":  # a fixed hold
+            if held_s + 1e-9 >= float(w):
+                self.warmup_s = held_s
+                return self._begin(self.cfg.start_rate_rps, "bracket")
+            return Offer(self.cfg.start_rate_rps)
+        medians = [s.latency.values_at((50.0,))[0] if s.latency.total else np.nan
+                   for s in self.warmup_series]
+        d = is_warm(medians)
+        if d is not None:
+            # Steady from interval d: those intervals already measure the first rate warm.
+            self.warmup_s = sum(s.dur_s for s in self.warmup_series[:d])
+            self._phase = "bracket"
+            step = Step(self.cfg.start_rate_rps, "bracket", list(self.warmup_series[d:]))
+            self.steps.append(step)
+            verdict = self.judge.judge(step.intervals, step.rate_rps)
+            if verdict is None:
+                return Offer(step.rate_rps)
+            step.verdict = verdict
+            return self._after_step(step)
+        if held_s >= min(self.cfg.max_warmup_s, self.cfg.max_time_s / 2):
+            self.warmup_s = held_s
+            self.warmup_note = (f"no steady state found in the first {held_s:.0f} s at "
+                                f"{self.cfg.start_rate_rps:g} rps; searching anyway")
+            return self._begin(self.cfg.start_rate_rps, "bracket")
+        return Offer(self.cfg.start_rate_rps)
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _begin(self, rate: float, phase: str):
+        self._phase = phase
+        self.steps.append(Step(rate, phase))
+        return Offer(rate)
+
+    def _after_step(self, step: Step):
+        v = step.verdict
+        rate = step.rate_rps
+        if step.phase == "confirm" and v.verdict != "pass":
+            # The answer did not hold up: fall back to the best pass below it and go on.
+            below = [s.rate_rps for s in self.steps
+                     if s.verdict and s.verdict.verdict == "pass" and s.rate_rps < rate]
+            self.hi, self.m_hi = rate, max(v.margin, 0.02)
+            self.lo = max(below) if below else None
+            self.m_lo = None
+            self._moved.append("hi")
+            return Drain()
+        if v.verdict == "pass":
+            if self.lo is None or rate > self.lo:
+                self.lo, self.m_lo = rate, v.margin
+            elif rate == self.lo:
+                self.m_lo = _ewma(self.m_lo, v.margin)
+            self._moved.append("lo")
+        elif v.verdict == "invalid":
+            # The client, not the server, fell behind: nothing above this rate is testable.
+            self.client_ceiling = rate if self.client_ceiling is None else min(
+                self.client_ceiling, rate)
+        elif v.verdict == "unsure" and v.starved and self.hi is None:
+            # Too few samples to judge, all pointing to a pass: a higher rate gives more.
+            self._moved.append("starved")
+        else:  # fail or unsure: conservative, the rate is not verified
+            if self.hi is None or rate < self.hi:
+                self.hi, self.m_hi = rate, max(v.margin, 0.02)
+            elif rate == self.hi:
+                self.m_hi = _ewma(self.m_hi, max(v.margin, 0.02))
+            self._moved.append("hi")
+        if v.verdict != "pass":
+            return Drain()
+        return self._next_probe()
+
+    def _next_probe(self):
+        cfg = self.cfg
+        if len(self.steps) >= cfg.max_steps:
+            return self._finish("step budget spent (--max-steps)", converged=False)
+        if self.elapsed_s >= cfg.max_time_s:
+            return self._finish("time budget spent (--max-time)", converged=False)
+        ceiling = cfg.max_rate_rps
+        if self.client_ceiling is not None:
+            ceiling = min(ceiling, self.client_ceiling * 0.99)
+        lo, hi = self.lo, self.hi
+        narrow = hi is not None and lo is not None and (hi - lo) <= cfg.tolerance * lo
+        stable = hi is not None and lo is not None and not narrow and self._estimate_stable()
+        if narrow or stable:
+            # Confirm the answer once with a full-length step: near capacity a single step
+            # can pass by luck (slow requests come in bursts).
+            if not self._confirmed(lo):
+                return self._begin(lo, "confirm")
+            why = f"bracket within {cfg.tolerance:.0%}" if narrow else "estimate stopped moving"
+            return self._finish(why, converged=True)
+        if hi is None:
+            last = self.steps[-1]
+            if last.verdict.verdict == "invalid":
+                if lo is not None and ceiling <= lo * (1 + cfg.tolerance):
+                    return self._finish(
+                        "client limited: the client could not offer more than "
+                        f"{self.client_ceiling:g} rps on time; use --workers", converged=False)
+                rate = (lo + ceiling) / 2 if lo is not None else ceiling * 0.5
+                return self._begin(rate, "bracket")
+            if lo is not None and lo >= ceiling:
+                return self._finish(f"passes at the rate ceiling ({ceiling:g} rps)",
+                                    converged=False)
+            base = lo if lo is not None else last.rate_rps
+            rate = min(ceiling, base * self._growth(self.m_lo if lo is not None else None))
+            return self._begin(rate, "bracket")
+        if lo is None:
+            # Even the first rate failed: step down, faster the further it was over.
+            rate = hi / self._growth(self.m_hi)
+            if rate < 1.0:
+                return self._finish("fails even at 1 rps", converged=False)
+            return self._begin(rate, "bracket")
+        return self._begin(self._secant(lo, hi), "refine")
+
+    def _growth(self, margin: float | None) -> float:
+        """Multiplicative step from a log margin: the full grow_max far from the bound,
+        dampened to ~1.1x as the margin approaches zero."""
+        g = self.cfg.grow_max
+        if margin is None:
+            return g
+        return 1.0 + (g - 1.0) * min(1.0, max(0.1, abs(margin) / 0.7))
+
+    def _secant(self, lo: float, hi: float) -> float:
+        width = hi - lo
+        rate = (lo + hi) / 2
+        m_lo, m_hi = self.m_lo, self.m_hi
+        stalled = len(self._moved) >= 2 and self._moved[-1] == self._moved[-2]
+        if (not stalled and m_lo is not None and m_hi is not None and m_lo < 0 < m_hi):
+            rate = lo + width * (-m_lo) / (m_hi - m_lo)
+        # Safeguard: never hug an end of the bracket.
+        return min(max(rate, lo + 0.2 * width), hi - 0.2 * width)
+
+    def _confirmed(self, rate: float) -> bool:
+        """Passed at this rate twice, or once in a full-length (confirmation) step."""
+        passes = [s for s in self.steps
+                  if s.rate_rps == rate and s.verdict and s.verdict.verdict == "pass"]
+        return len(passes) >= 2 or any(s.phase == "confirm" for s in passes)
+
+    def _estimate_stable(self) -> bool:
+        refine = [s for s in self.steps if s.phase == "refine" and s.verdict is not None]
+        if len(refine) < 3:
+            return False
+        passes = [s.rate_rps for s in refine[-3:] if s.verdict.verdict == "pass"]
+        last = refine[-3:]
+        spread = (max(s.rate_rps for s in last) - min(s.rate_rps for s in last))
+        return bool(passes) and spread <= self.cfg.tolerance * self.lo and \
+            (self.hi - self.lo) <= 2 * self.cfg.tolerance * self.lo
+
+    def _finish(self, reason: str, converged: bool):
+        self._phase = "done"
+        self.done_reason = reason
+        self.converged = converged
+        return Done()
+
+    # -- result ---------------------------------------------------------------------------------
+    def result(self) -> dict:
+        """The search's outcome: the `--out` JSON contract (docs/search.md)."""
+        cfg = self.cfg
+        return {
+            "capacity_rps": self.lo,
+            "converged": self.converged,
+            "reason": self.done_reason or "not finished",
+            "slo": cfg.slo.to_dict(),
+            "bracket": [self.lo, self.hi],
+            "warmup_s": self.warmup_s,
+            "warmup_note": self.warmup_note,
+            "load_s": self.elapsed_s,
+            "drain_s": self.drain_s,
+            "client_ceiling_rps": self.client_ceiling,
+            "config": cfg.to_dict(),
+            "steps": [s.to_dict(cfg.interval_s) for s in self.steps if s.verdict is not None],
+        }
+
+
+def _ewma(old: float | None, new: float, alpha: float = 0.5) -> float:
+    return new if old is None or not math.isfinite(old) else alpha * new + (1 - alpha) * old
+
+
+def drive(policy: SearchPolicy, engine, max_intervals: int = 100_000) -> dict:
+    """Run a policy to the end against a synchronous engine in virtual time.
+
+    engine: anything with interval(rate_rps) -> IntervalSnapshot and drain() -> seconds, such
+    as crestline.sim.SimEngine. Returns policy.result().
+    """
+    action = policy.start()
+    for _ in range(max_intervals):
+        if isinstance(action, Done):
+            break
+        if isinstance(action, Offer):
+            action = policy.on_interval(engine.interval(action.rate_rps))
+        else:
+            action = policy.on_drained(engine.drain())
+    return policy.result()

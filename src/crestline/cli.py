@@ -34,12 +34,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"crestline: error: {message} (see --help)\n")
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+SEARCH_EXAMPLES = """\
+examples:
+  crestline search http://127.0.0.1:8000/ --slo p99=25ms
+  crestline search http://127.0.0.1:8000/v2/models/m/infer --method POST \\
+      -H 'Content-Type: application/json' --body @request.json \\
+      --slo p99=25ms --slo p999=80ms --slo errors=0.1% --max-rate 20k --out search.json
+
+Finds the highest rate whose steps pass every SLO while staying sustainable (completions keep
+up, no growing backlog), after the server's warm-up; see docs/search.md.
+"""
+
+
+def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     p.add_argument("url", help="http:// URL of the target (loopback or your own servers)")
     g = p.add_argument_group("traffic")
-    g.add_argument("--rate", required=True,
-                   help="requests per second, offered open-loop: 1000, 10k, 2.5k")
-    g.add_argument("--duration", default="30s", help="how long to offer load: 30s, 2m (default 30s)")
+    if not search:
+        g.add_argument("--rate", required=True,
+                       help="requests per second, offered open-loop: 1000, 10k, 2.5k")
+        g.add_argument("--duration", default="30s",
+                       help="how long to offer load: 30s, 2m (default 30s)")
     g.add_argument("--arrival", default="constant", choices=("constant", "poisson"),
                    help="arrival process: evenly spaced, or Poisson (default constant)")
     g.add_argument("--seed", type=int, default=None, help="seed for the Poisson process")
@@ -62,13 +76,33 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", default="5s",
                    help="per-request timeout from the actual write (default 5s)")
     g.add_argument("--workers", type=int, default=1,
-                   help="client processes, each with its share of the schedule (default 1)")
+                   help="client processes, each with its share of the schedule (default 1)"
+                   + ("; search: 1 in this version" if search else ""))
+    if search:
+        g = p.add_argument_group("search")
+        g.add_argument("--slo", action="append", default=[], required=True,
+                       metavar="NAME=VALUE",
+                       help="an objective, repeatable: p99=25ms, p999=80ms, errors=0.1%%")
+        g.add_argument("--start-rate", default="100", help="first rate probed (default 100)")
+        g.add_argument("--max-rate", default="1M", help="never probe above (default 1M)")
+        g.add_argument("--step-duration", default="10s",
+                       help="measured time a step needs for a verdict (default 10s); steps "
+                       "still undecided extend up to 3x")
+        g.add_argument("--tolerance", default="2%",
+                       help="stop when the bracket [pass, fail] is this narrow (default 2%%)")
+        g.add_argument("--max-steps", type=int, default=20, help="step budget (default 20)")
+        g.add_argument("--max-time", default="15m",
+                       help="load-time budget, warm-up and drains included (default 15m)")
+        g.add_argument("--warmup", default="auto", metavar="auto|none|DURATION",
+                       help="auto: hold the first rate until latency is steady (MSER); none; "
+                       "or a fixed hold such as 30s (default auto)")
     g = p.add_argument_group("output")
     g.add_argument("--interval", default="1s", help="reporting interval (default 1s)")
     g.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
     g.add_argument("--runlog", metavar="FILE", help="msgpack record per interval, flushed as it goes")
-    g.add_argument("--hdr-log", metavar="FILE",
-                   help="HdrHistogram interval log (latency untagged; service, send_lag tagged)")
+    if not search:
+        g.add_argument("--hdr-log", metavar="FILE",
+                       help="HdrHistogram interval log (latency untagged; service, send_lag tagged)")
     g.add_argument("--quiet", action="store_true", help="no live lines, no summary table")
 
 
@@ -82,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "latency, service time and the client's own send lag.",
                          epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_options(run)
+    search = sub.add_parser("search", help="find the highest rate that meets an SLO",
+                            description="Search for the highest open-loop rate the target "
+                            "sustains while meeting every --slo: bracket, then refine, with "
+                            "warm-up detection, spike tolerance and early decisions.",
+                            epilog=SEARCH_EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_options(search, search=True)
     sub.add_parser("target", help="serve a loopback HTTP target with known delay and faults",
                    add_help=False)
     demo = sub.add_parser("demo", help="start a local target and run against it, end to end",
@@ -94,13 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _spec_from_args(a):
+def _spec_from_args(a, rate_rps=None, duration_s=None):
     from crestline.spec import RunSpec, parse_header, read_body
     from crestline.units import parse_duration_s, parse_rate_rps
 
     return RunSpec(
-        url=a.url, rate_rps=parse_rate_rps(a.rate, "--rate"),
-        duration_s=parse_duration_s(a.duration, "--duration"), arrival=a.arrival, seed=a.seed,
+        url=a.url,
+        rate_rps=rate_rps if rate_rps is not None else parse_rate_rps(a.rate, "--rate"),
+        duration_s=duration_s if duration_s is not None else parse_duration_s(
+            a.duration, "--duration"),
+        arrival=a.arrival, seed=a.seed,
         connections=a.connections, max_inflight=a.max_inflight,
         timeout_s=parse_duration_s(a.timeout, "--timeout"), method=a.method,
         headers=[parse_header(h) for h in a.header],
@@ -148,6 +192,67 @@ def cmd_run(a) -> int:
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
 
 
+def _search_config(a):
+    from crestline.capacity import make_config
+    from crestline.errors import ConfigError
+    from crestline.units import parse_duration_s, parse_rate_rps
+
+    tol = a.tolerance.strip()
+    try:
+        tolerance = float(tol[:-1]) / 100 if tol.endswith("%") else float(tol)
+    except ValueError:
+        raise ConfigError(f"cannot read --tolerance {a.tolerance!r}: write e.g. 2%") from None
+    warmup = a.warmup.strip().lower()
+    if warmup not in ("auto", "none"):
+        warmup = parse_duration_s(warmup, "--warmup")
+    step_s = parse_duration_s(a.step_duration, "--step-duration")
+    return make_config(
+        a.slo, start_rate_rps=parse_rate_rps(a.start_rate, "--start-rate"),
+        max_rate_rps=parse_rate_rps(a.max_rate, "--max-rate"), step_s=step_s,
+        max_step_s=3 * step_s, tolerance=tolerance, max_steps=a.max_steps,
+        max_time_s=parse_duration_s(a.max_time, "--max-time"), warmup=warmup,
+        interval_s=parse_duration_s(a.interval, "--interval"))
+
+
+def cmd_search(a) -> int:
+    import uvloop
+
+    from crestline.capacity import search_async
+    from crestline.live import search_step_line, search_summary
+
+    config = _search_config(a)
+    spec = _spec_from_args(a, rate_rps=config.start_rate_rps, duration_s=1.0)
+    out = sys.stderr
+
+    def on_step(step: dict, policy) -> None:
+        if not a.quiet:
+            print(search_step_line(len(policy.result()["steps"]), step, policy), file=out,
+                  flush=True)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_sigint():
+            stop.set()
+            loop.remove_signal_handler(signal.SIGINT)
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        if not a.quiet:
+            print(f"searching {a.url} for the highest rate with {config.slo.describe()}",
+                  file=out, flush=True)
+        return await search_async(spec, config, on_step=on_step, runlog=a.runlog, stop=stop)
+
+    result = uvloop.run(main())
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    if not a.quiet:
+        print(search_summary(result))
+    return EXIT_INTERRUPTED if result.get("interrupted") else EXIT_OK
+
+
 def cmd_demo(a) -> int:
     target = subprocess.Popen(
         [sys.executable, "-m", "crestline.target", "--port", "0", "--delay-ms", "2",
@@ -179,6 +284,8 @@ def main(argv=None) -> int:
     try:
         if a.command == "run":
             return cmd_run(a)
+        if a.command == "search":
+            return cmd_search(a)
         if a.command == "demo":
             return cmd_demo(a)
         parser.print_help()

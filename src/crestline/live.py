@@ -75,3 +75,35 @@ def summary_table(result: dict) -> str:
     for w in result.get("warnings", []):
         rows.append(f"warning   {w}")
     return "\n".join(rows)
+
+
+def search_step_line(number: int, step: dict, policy) -> str:
+    """One line per finished search step: rate, verdict, percentiles, and the bracket."""
+    lo, hi = policy.lo, policy.hi
+    bracket = f"[{lo:,.0f} .. {hi:,.0f}]" if lo and hi else (
+        f"[{lo:,.0f} .. ]" if lo else (f"[ .. {hi:,.0f}]" if hi else "[ .. ]"))
+    lat = step["latency_ms"]
+    warm = ""
+    if number == 1 and policy.warmup_s:
+        warm = f"  (warm after {policy.warmup_s:.0f} s)"
+    return (f"step {number:>2} {step['phase']:<8} {step['rate_rps']:>10,.0f} rps  "
+            f"{step['verdict']:<7} p50 {lat['p50']:.3g} ms  p99 {lat['p99']:.3g} ms  "
+            f"{step['measured_s']:.0f}s  bracket {bracket}{warm}  {step['why']}")
+
+
+def search_summary(result: dict) -> str:
+    cap = result["capacity_rps"]
+    lo, hi = result["bracket"]
+    slo = ", ".join(f"{k} <= {v}" for k, v in result["slo"].items())
+    lines = [""]
+    if cap is None:
+        lines.append(f"no rate met {slo}: {result['reason']}")
+    else:
+        width = f" (bracket {lo:,.0f} .. {hi:,.0f} rps)" if hi else ""
+        lines.append(f"capacity {cap:,.0f} rps at {slo}{width}")
+    lines.append(f"{'converged' if result['converged'] else 'NOT converged'}: "
+                 f"{result['reason']}; {len(result['steps'])} steps, "
+                 f"{result['load_s']:.0f} s of load; warm-up {result['warmup_s'] or 0:.0f} s")
+    if result.get("warmup_note"):
+        lines.append(f"warning: {result['warmup_note']}")
+    return "\n".join(lines)

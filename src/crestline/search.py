@@ -69,6 +69,7 @@ class Step:
     phase: str
     intervals: list = field(default_factory=list)
     verdict: Verdict | None = None
+    discarded: bool = False  # judged during a warm-up found only later: no evidence
 
     def to_dict(self, interval_s: float) -> dict:
         v = self.verdict
@@ -96,7 +97,8 @@ class Step:
             "measured_s": sum(s.dur_s for s in measured),
             "samples": completed,
             "margin": v.margin if v else None,
-            "why": v.why if v else "",
+            "why": ("discarded: the server was still warming up; " if self.discarded else "")
+            + (v.why if v else ""),
         }
 
 
@@ -122,6 +124,9 @@ class SearchPolicy:
         self.done_reason: str | None = None
         self.converged = False
         self._moved: list[str] = []  # which bracket end each refinement moved
+        self._baseline_p50_ns: float | None = None  # warm median latency at the first rate
+        self._faster_run = 0
+        self._retry: float | None = None
         self._phase = "warmup"
 
     # -- protocol ------------------------------------------------------------------------------
@@ -138,6 +143,8 @@ class SearchPolicy:
             return self._warmup_interval(snap)
         step = self.steps[-1]
         step.intervals.append(snap)
+        if self._recheck_warmup(snap):
+            return self._begin(step.rate_rps, "bracket")
         verdict = self.judge.judge(step.intervals, step.rate_rps,
                                    full_length=step.phase == "confirm")
         if verdict is None and self.elapsed_s >= self.cfg.max_time_s:
@@ -168,6 +175,7 @@ class SearchPolicy:
         if d is not None:
             # Steady from interval d: those intervals already measure the first rate warm.
             self.warmup_s = sum(s.dur_s for s in self.warmup_series[:d])
+            self._baseline_p50_ns = float(np.nanmedian(medians[d:]))
             self._phase = "bracket"
             step = Step(self.cfg.start_rate_rps, "bracket", list(self.warmup_series[d:]))
             self.steps.append(step)
@@ -183,6 +191,30 @@ class SearchPolicy:
             return self._begin(self.cfg.start_rate_rps, "bracket")
         return Offer(self.cfg.start_rate_rps)
 
+    def _recheck_warmup(self, snap: IntervalSnapshot) -> bool:
+        """A slow plateau looks steady too. If the median latency later falls well below the
+        warm level seen at the first (lowest) rate, for 3 intervals running, the server was
+        still warming: every verdict so far is discarded and the search restarts from here."""
+        if self.cfg.warmup != "auto" or not self._baseline_p50_ns or not snap.latency.total:
+            return False
+        p50 = snap.latency.values_at((50.0,))[0]
+        self._faster_run = self._faster_run + 1 if p50 < 0.6 * self._baseline_p50_ns else 0
+        if self._faster_run < 3:
+            return False
+        self._faster_run = 0
+        self.warmup_s = self.elapsed_s - 3 * self.cfg.interval_s
+        self.warmup_note = (f"the server got faster after {self.warmup_s:.0f} s: steps before "
+                            "that were discarded as warm-up")
+        self._baseline_p50_ns = float(p50)
+        for s in self.steps:
+            s.discarded = True
+            if s.verdict is None:
+                s.verdict = Verdict("unsure", "cut short: warm-up found", 0.0)
+        self.lo = self.hi = self.m_lo = self.m_hi = None
+        self.client_ceiling = None
+        self._moved = []
+        return True
+
     # -- steps ----------------------------------------------------------------------------------
     def _begin(self, rate: float, phase: str):
         self._phase = phase
@@ -194,8 +226,8 @@ class SearchPolicy:
         rate = step.rate_rps
         if step.phase == "confirm" and v.verdict != "pass":
             # The answer did not hold up: fall back to the best pass below it and go on.
-            below = [s.rate_rps for s in self.steps
-                     if s.verdict and s.verdict.verdict == "pass" and s.rate_rps < rate]
+            below = [s.rate_rps for s in self.steps if not s.discarded
+                     and s.verdict and s.verdict.verdict == "pass" and s.rate_rps < rate]
             self.hi, self.m_hi = rate, max(v.margin, 0.02)
             self.lo = max(below) if below else None
             self.m_lo = None
@@ -208,7 +240,13 @@ class SearchPolicy:
                 self.m_lo = _ewma(self.m_lo, v.margin)
             self._moved.append("lo")
         elif v.verdict == "invalid":
-            # The client, not the server, fell behind: nothing above this rate is testable.
+            # The client, not the server, fell behind. Once may be a hiccup of a shared
+            # machine: retry the rate; twice, and nothing above it is testable.
+            tries = sum(1 for s in self.steps if s.rate_rps == rate and s.verdict
+                        and s.verdict.verdict == "invalid" and not s.discarded)
+            if tries < 2:
+                self._retry = rate
+                return Drain()
             self.client_ceiling = rate if self.client_ceiling is None else min(
                 self.client_ceiling, rate)
         elif v.verdict == "unsure" and v.starved and self.hi is None:
@@ -233,6 +271,9 @@ class SearchPolicy:
         ceiling = cfg.max_rate_rps
         if self.client_ceiling is not None:
             ceiling = min(ceiling, self.client_ceiling * 0.99)
+        if self._retry is not None:
+            rate, self._retry = self._retry, None
+            return self._begin(rate, self.steps[-1].phase)
         lo, hi = self.lo, self.hi
         narrow = hi is not None and lo is not None and (hi - lo) <= cfg.tolerance * lo
         stable = hi is not None and lo is not None and not narrow and self._estimate_stable()
@@ -286,12 +327,13 @@ class SearchPolicy:
 
     def _confirmed(self, rate: float) -> bool:
         """Passed at this rate twice, or once in a full-length (confirmation) step."""
-        passes = [s for s in self.steps
-                  if s.rate_rps == rate and s.verdict and s.verdict.verdict == "pass"]
+        passes = [s for s in self.steps if s.rate_rps == rate and not s.discarded
+                  and s.verdict and s.verdict.verdict == "pass"]
         return len(passes) >= 2 or any(s.phase == "confirm" for s in passes)
 
     def _estimate_stable(self) -> bool:
-        refine = [s for s in self.steps if s.phase == "refine" and s.verdict is not None]
+        refine = [s for s in self.steps
+                  if s.phase == "refine" and s.verdict is not None and not s.discarded]
         if len(refine) < 3:
             return False
         passes = [s.rate_rps for s in refine[-3:] if s.verdict.verdict == "pass"]

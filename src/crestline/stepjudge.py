@@ -88,7 +88,11 @@ class StepJudge:
         self.settle = settle
         self.step_s = step_s
         self.max_step_s = max(max_step_s, step_s)
-        self.lag_bound_ns = int(max_schedule_lag_p99_ms * 1e6)
+        # Client lateness adds to latency, so it only spoils a verdict when it is large next to
+        # the SLO: the bound is the larger of the client_ok bound and 10% of the tightest
+        # latency bound.
+        tightest_ms = min((b.bound_ms for b in slo.latency), default=0.0)
+        self.lag_bound_ns = int(max(max_schedule_lag_p99_ms, 0.1 * tightest_ms) * 1e6)
         self.bounds_ns = [(b, int(b.bound_ms * 1e6)) for b in slo.latency]
 
     def judge(self, intervals: list[IntervalSnapshot], rate_rps: float,

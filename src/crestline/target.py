@@ -4,7 +4,12 @@ For trying crestline without a model server (`crestline target`), and for the te
 which runs it in its own process so it never shares the client's interpreter. Faults are
 injected every Nth request: 5xx answers, connection resets, hangs, `Connection: close`.
 
+With `--servers C` it is a FIFO queue with C workers instead (M/D/C or M/M/C under Poisson
+load): each response is sent at max(arrival, earliest free worker) + its service time. The
+queue is virtual (a heap of worker free times, no threads), so its truth is exact.
+
     python -m crestline.target --port 0 --delay-ms 5      # prints "listening on HOST:PORT"
+    python -m crestline.target --port 0 --servers 4 --service-ms 2 --service-dist exp
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import ctypes
 import heapq
 import itertools
 import os
+import random
 import socket
 import struct
 import sys
@@ -100,6 +106,31 @@ class _DelayQueue:
             self._arm(self.heap[0][0])
 
 
+class _Workers:
+    """C virtual workers behind one FIFO queue: a heap of the times (ns) each is free again.
+
+    Requests arrive in order, so the earliest free worker takes the next arrival: FIFO.
+    """
+
+    def __init__(self, args, t0_ns: int):
+        self.free_ns = [t0_ns] * args.servers
+        self.mean_ns = args.service_ms * 1e6
+        self.exp = args.service_dist == "exp"
+        self.rng = random.Random(args.seed)
+        self.warm_end_ns = t0_ns + int(args.warmup_s * 1e9)
+        self.warm_factor = args.warmup_factor
+
+    def finish_ns(self, arrival_ns: int) -> int:
+        """Take the request arriving now; return when its service ends (ns, monotonic)."""
+        start = max(arrival_ns, self.free_ns[0])
+        service = self.rng.expovariate(1.0 / self.mean_ns) if self.exp else self.mean_ns
+        if start < self.warm_end_ns:
+            service *= self.warm_factor
+        end = start + int(service)
+        heapq.heapreplace(self.free_ns, end)
+        return end
+
+
 class TargetServer:
     def __init__(self, args):
         self.a = args
@@ -107,6 +138,8 @@ class TargetServer:
         self.t0 = time.monotonic()
         self.response = self._render(200, BODY, close=False)
         self.delays = _DelayQueue(asyncio.get_running_loop())
+        self.t0_ns = time.monotonic_ns()
+        self.workers = _Workers(args, self.t0_ns) if args.servers > 0 else None
 
     def _render(self, status: int, body: bytes, close: bool) -> bytes:
         reason = {200: "OK", 500: "Internal Server Error", 503: "Service Unavailable"}.get(
@@ -141,14 +174,16 @@ class TargetServer:
             payload = self._render(200, BODY, True)
         else:
             payload = self.response
-        delay_s = a.delay_ms / 1e3
+        arrival_ns = time.monotonic_ns()
+        due_ns = arrival_ns + int(a.delay_ms * 1e6)
+        if self.workers is not None:
+            due_ns = self.workers.finish_ns(arrival_ns) + int(a.delay_ms * 1e6)
         now = time.monotonic() - self.t0
         stall_end = self._stall_end(now)
         if stall_end is not None:
-            delay_s = max(delay_s, stall_end - now)
-        if delay_s > 0:
-            self.delays.push(time.monotonic_ns() + int(delay_s * 1e9), self._send, proto, payload,
-                             close)
+            due_ns = max(due_ns, arrival_ns + int((stall_end - now) * 1e9))
+        if due_ns > arrival_ns:
+            self.delays.push(due_ns, self._send, proto, payload, close)
         else:
             self._send(proto, payload, close)
 
@@ -191,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--close-every", type=int, default=0,
                    help="every Nth response carries Connection: close")
     p.add_argument("--chunked", action="store_true", help="chunked transfer-encoding")
+    p.add_argument("--servers", type=int, default=0,
+                   help="C > 0: one FIFO queue served by C workers (0: every request is "
+                        "answered on its own after --delay-ms)")
+    p.add_argument("--service-ms", type=float, default=2.0,
+                   help="mean service time per request of a worker (with --servers)")
+    p.add_argument("--service-dist", choices=("const", "exp"), default="const",
+                   help="service time distribution (with --servers)")
+    p.add_argument("--seed", type=int, default=None, help="seed of --service-dist exp")
+    p.add_argument("--warmup-s", type=float, default=0.0,
+                   help="service times x --warmup-factor for requests starting in the first "
+                        "this many seconds (with --servers)")
+    p.add_argument("--warmup-factor", type=float, default=1.0)
     p.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
     return p
 
@@ -208,7 +255,14 @@ async def serve(args) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.servers < 0:
+        parser.error("--servers must be >= 0")
+    if args.servers and not args.service_ms > 0:
+        parser.error("--service-ms must be > 0")
+    if not args.warmup_factor > 0 or args.warmup_s < 0:
+        parser.error("--warmup-factor must be > 0 and --warmup-s >= 0")
     import uvloop
 
     try:

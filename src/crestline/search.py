@@ -146,7 +146,7 @@ class SearchPolicy:
         if self._recheck_warmup(snap):
             return self._begin(step.rate_rps, "bracket")
         verdict = self.judge.judge(step.intervals, step.rate_rps,
-                                   full_length=step.phase == "confirm")
+                                   full_length=step.phase in ("confirm", "retest"))
         if verdict is None and self.elapsed_s >= self.cfg.max_time_s:
             verdict = self.judge.judge(step.intervals, step.rate_rps, final=True)
         if verdict is None:
@@ -224,6 +224,10 @@ class SearchPolicy:
     def _after_step(self, step: Step):
         v = step.verdict
         rate = step.rate_rps
+        if step.phase == "confirm" and v.verdict == "unsure":
+            # Neither side of the bound by more than the noise: the earlier pass stands.
+            self._moved.append("lo")
+            return self._next_probe()
         if step.phase == "confirm" and v.verdict != "pass":
             # The answer did not hold up: fall back to the best pass below it and go on.
             below = [s.rate_rps for s in self.steps if not s.discarded
@@ -233,6 +237,11 @@ class SearchPolicy:
             self.m_lo = None
             self._moved.append("hi")
             return Drain()
+        if step.phase == "retest" and v.verdict == "pass":
+            # The marginal fail did not hold up: the boundary lies above it.
+            self.lo, self.m_lo, self.hi, self.m_hi = rate, v.margin, None, None
+            self._moved.append("lo")
+            return self._next_probe()
         if v.verdict == "pass":
             if self.lo is None or rate > self.lo:
                 self.lo, self.m_lo = rate, v.margin
@@ -278,8 +287,11 @@ class SearchPolicy:
         narrow = hi is not None and lo is not None and (hi - lo) <= cfg.tolerance * lo
         stable = hi is not None and lo is not None and not narrow and self._estimate_stable()
         if narrow or stable:
-            # Confirm the answer once with a full-length step: near capacity a single step
-            # can pass by luck (slow requests come in bursts).
+            # Look twice near the boundary: near capacity slow requests come in bursts, so a
+            # single step can pass or fail by luck. A marginal fail at hi is re-tested once;
+            # the answer is confirmed once with a full-length step.
+            if self._marginal_fail(hi):
+                return self._begin(hi, "retest")
             if not self._confirmed(lo):
                 return self._begin(lo, "confirm")
             why = f"bracket within {cfg.tolerance:.0%}" if narrow else "estimate stopped moving"
@@ -313,7 +325,7 @@ class SearchPolicy:
         g = self.cfg.grow_max
         if margin is None:
             return g
-        return 1.0 + (g - 1.0) * min(1.0, max(0.1, abs(margin) / 0.7))
+        return 1.0 + (g - 1.0) * min(1.0, max(0.2, abs(margin) / 0.7))
 
     def _secant(self, lo: float, hi: float) -> float:
         width = hi - lo
@@ -325,11 +337,21 @@ class SearchPolicy:
         # Safeguard: never hug an end of the bracket.
         return min(max(rate, lo + 0.2 * width), hi - 0.2 * width)
 
+    def _marginal_fail(self, rate: float) -> bool:
+        """hi failed only just (observed under 1.2x the bound) and was not re-tested yet."""
+        at = [s for s in self.steps if s.rate_rps == rate and not s.discarded and s.verdict]
+        if len(at) != 1 or at[0].phase == "retest":
+            return False
+        v = at[0].verdict
+        return v.verdict in ("fail", "unsure") and v.margin < math.log(1.2) \
+            and "far over" not in v.why and "not sustainable" not in v.why
+
     def _confirmed(self, rate: float) -> bool:
-        """Passed at this rate twice, or once in a full-length (confirmation) step."""
-        passes = [s for s in self.steps if s.rate_rps == rate and not s.discarded
-                  and s.verdict and s.verdict.verdict == "pass"]
-        return len(passes) >= 2 or any(s.phase == "confirm" for s in passes)
+        """Passed at this rate twice, or a confirmation step there did not fail."""
+        steps = [s for s in self.steps if s.rate_rps == rate and not s.discarded and s.verdict]
+        passes = [s for s in steps if s.verdict.verdict == "pass"]
+        return len(passes) >= 2 or any(
+            s.phase == "confirm" and s.verdict.verdict in ("pass", "unsure") for s in steps)
 
     def _estimate_stable(self) -> bool:
         refine = [s for s in self.steps

@@ -28,6 +28,8 @@ _MIN_TAIL_SAMPLES = 5
 # A step still undecided at its longest is judged on its point estimate: pass at most 0.9x the
 # allowed tail fraction, fail at 1.1x or more, unsure in between.
 _FINAL_PASS, _FINAL_FAIL = 0.9, 1.1
+# ... and only once it holds this many expected exceedances (5000 samples for p99).
+_POINT_TAIL_SAMPLES = 50
 # A step may pass before its full length only with every percentile below 0.7x its bound.
 _EARLY_PASS_MARGIN = math.log(0.7)
 
@@ -106,7 +108,12 @@ class StepJudge:
         if k == 0:
             return Verdict("unsure", "stopped before any measured interval", 0.0) if final else None
         mdur = sum(s.dur_s for s in measured)
-        final = final or mdur >= self.max_step_s - 1e-9
+        # A step runs to max_step_s, longer (up to 3x) while it lacks the samples for a point
+        # estimate of the tail to be worth deciding on: at low rates that takes a while.
+        n_now = sum(s.latency.total for s in measured)
+        enough = all(n_now >= _POINT_TAIL_SAMPLES / b.tail for b, _ in self.bounds_ns)
+        final = final or (mdur >= self.max_step_s - 1e-9 and enough) or (
+            mdur >= 3 * self.max_step_s - 1e-9)
         if full_length and not final:
             return None
 

@@ -25,13 +25,16 @@ def mser_truncation(series, batch: int = 5) -> int | None:
     nb = len(x) // b
     means = x[len(x) - nb * b:].reshape(nb, b).mean(axis=1)  # batches end at the newest value
     offset = len(x) - nb * b
-    best_d, best = 0, np.inf
+    scores = []
     for d in range(nb - 1):
         tail = means[d:]
-        score = float(((tail - tail.mean()) ** 2).sum()) / (len(tail) ** 2)
-        if score < best:
-            best, best_d = score, d
-    if best_d > nb // 2:
+        scores.append(float(((tail - tail.mean()) ** 2).sum()) / (len(tail) ** 2))
+    scores = np.array(scores)
+    half = nb // 2
+    best_d = int(np.argmin(scores[:half + 1]))
+    # Over a flat steady tail the scores differ by noise only, and the raw minimum can fall in
+    # the second half by chance; only a clearly better late truncation means "not settled".
+    if scores[half + 1:].size and scores[half + 1:].min() < 0.5 * scores[best_d]:
         return None
     return offset + best_d * b
 

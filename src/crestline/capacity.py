@@ -2,7 +2,8 @@
 Engine, stage by stage, on warm connections; steps and intervals go to the runlog as they
 finish.
 
-    result = crestline.search("http://127.0.0.1:8000/", slo=["p99=25ms"], max_rate_rps=5000)
+    from crestline.capacity import search
+    result = search("http://127.0.0.1:8000/", slo=["p99=25ms"], max_rate_rps=5000)
 """
 
 from __future__ import annotations
@@ -18,12 +19,27 @@ from crestline.result import IntervalSnapshot
 from crestline.search import Done, Drain, Offer, SearchConfig, SearchPolicy, Step
 from crestline.slo import Slo, parse_slo
 from crestline.spec import RunSpec, preflight
+from crestline.units import parse_duration_s, parse_rate_rps
 
 
 def make_config(slo, **limits) -> SearchConfig:
-    """SearchConfig from an SLO (Slo or ['p99=25ms', ...]) and limits. Raises ConfigError."""
+    """SearchConfig from an SLO (Slo or ['p99=25ms', ...]) and limits, which may be numbers
+    or strings with units ('1k', '30s'). Raises ConfigError."""
     if not isinstance(slo, Slo):
         slo = parse_slo(list(slo) if not isinstance(slo, str) else [slo])
+    for name in ("start_rate_rps", "max_rate_rps"):
+        if name in limits:
+            limits[name] = parse_rate_rps(limits[name], "--" + name[:-4].replace("_", "-"))
+    for name in ("step_s", "max_step_s", "max_time_s", "max_warmup_s", "interval_s"):
+        if name in limits:
+            limits[name] = parse_duration_s(limits[name], name)
+    if "warmup" in limits and limits["warmup"] not in ("auto", "none"):
+        limits["warmup"] = parse_duration_s(limits["warmup"], "--warmup")
+    if "step_s" in limits and "max_step_s" not in limits:
+        limits["max_step_s"] = 3 * limits["step_s"]
+    unknown = set(limits) - set(SearchConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown search option(s) {sorted(unknown)}")
     cfg = SearchConfig(slo=slo, **limits)
     if cfg.start_rate_rps <= 0 or cfg.max_rate_rps < cfg.start_rate_rps:
         raise ConfigError(f"--start-rate ({cfg.start_rate_rps:g}) must be positive and at most "
@@ -57,6 +73,8 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                           "drop --workers (or use --batch-window to lower client CPU)")
     await preflight(spec.target)
     stop = stop or asyncio.Event()
+    # A batch window delays slots on purpose: widen the client-validity bound by it.
+    config.max_schedule_lag_p99_ms = spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3
     policy = SearchPolicy(config)
     started = time.time()
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
@@ -66,6 +84,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     reported: set[int] = set()
     action = policy.start()
     stages = 0
+    intervals_seen = [0]  # runlog indices run on across stages
     interrupted = False
 
     def report_steps():
@@ -89,6 +108,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                 box = [action]
 
                 def on_snap(snap: IntervalSnapshot, rate=rate, box=box) -> bool:
+                    intervals_seen[0] += 1
                     box[0] = policy.on_interval(snap)
                     if log:
                         log.interval(snap)
@@ -102,7 +122,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                 stages += 1
                 chunks = offsets_ns(spec.arrival, rate, stage_s, seed)
                 await engine.run_stage(chunks, monotonic_ns() + 1_000_000, stage_s, on_snap,
-                                       stop, drain=False)
+                                       stop, first_index=intervals_seen[0], drain=False)
                 action = box[0]
             elif isinstance(action, Drain):
                 waited = await engine.wait_idle(spec.timeout_s + 1.0)
@@ -127,6 +147,9 @@ def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, **opti
 
     limit_names = set(SearchConfig.__dataclass_fields__) - {"slo"}
     limits = {k: options.pop(k) for k in list(options) if k in limit_names}
+    if "rate_rps" in options or "duration_s" in options:
+        raise ConfigError("a search chooses its own rates and durations: drop rate_rps and "
+                          "duration_s (use start_rate_rps, max_rate_rps, step_s)")
     interval_s = options.get("interval_s", 1.0)
     config = make_config(slo, interval_s=interval_s, **limits)
     spec = RunSpec(url=url, rate_rps=config.start_rate_rps, duration_s=1.0, **options)

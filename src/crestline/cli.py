@@ -87,7 +87,8 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
         g.add_argument("--max-rate", default="1M", help="never probe above (default 1M)")
         g.add_argument("--step-duration", default="10s",
                        help="measured time a step needs for a verdict (default 10s); steps "
-                       "still undecided extend up to 3x")
+                       "still undecided extend to 3x, and up to 9x at low rates while they "
+                       "lack the samples for the percentile")
         g.add_argument("--tolerance", default="2%",
                        help="stop when the bracket [pass, fail] is this narrow (default 2%%)")
         g.add_argument("--max-steps", type=int, default=20, help="step budget (default 20)")

@@ -238,8 +238,14 @@ class SearchPolicy:
             self._moved.append("hi")
             return Drain()
         if step.phase == "retest" and v.verdict == "pass":
-            # The marginal fail did not hold up: the boundary lies above it.
-            self.lo, self.m_lo, self.hi, self.m_hi = rate, v.margin, None, None
+            # The marginal fail did not hold up: the boundary lies above it, below the next
+            # failure seen higher up (if any).
+            above = [s for s in self.steps if not s.discarded and s.verdict and s.rate_rps > rate
+                     and s.verdict.verdict in ("fail", "unsure")]
+            nxt = min(above, key=lambda s: s.rate_rps) if above else None
+            self.lo, self.m_lo = rate, v.margin
+            self.hi = nxt.rate_rps if nxt else None
+            self.m_hi = max(nxt.verdict.margin, 0.02) if nxt else None
             self._moved.append("lo")
             return self._next_probe()
         if v.verdict == "pass":
@@ -302,15 +308,26 @@ class SearchPolicy:
                 if lo is not None and ceiling <= lo * (1 + cfg.tolerance):
                     return self._finish(
                         "client limited: the client could not offer more than "
-                        f"{self.client_ceiling:g} rps on time; use --workers", converged=False)
+                        f"{self.client_ceiling:g} rps on time; use --batch-window or a faster "
+                        "host", converged=False)
                 rate = (lo + ceiling) / 2 if lo is not None else ceiling * 0.5
                 return self._begin(rate, "bracket")
             if lo is not None and lo >= ceiling:
-                return self._finish(f"passes at the rate ceiling ({ceiling:g} rps)",
+                who = ("the client's" if self.client_ceiling is not None
+                       and ceiling < cfg.max_rate_rps else "--max-rate")
+                return self._finish(f"passes at the rate ceiling ({ceiling:g} rps, {who})",
                                     converged=False)
             base = lo if lo is not None else last.rate_rps
             rate = min(ceiling, base * self._growth(self.m_lo if lo is not None else None))
             return self._begin(rate, "bracket")
+        if hi > ceiling:
+            # The client cannot offer more than its ceiling: search below it only.
+            if lo is not None and ceiling <= lo * (1 + cfg.tolerance):
+                return self._finish(
+                    "client limited: the client could not offer more than "
+                    f"{self.client_ceiling:g} rps on time; use --batch-window or a faster host",
+                    converged=False)
+            hi = ceiling
         if lo is None:
             # Even the first rate failed: step down, faster the further it was over.
             rate = hi / self._growth(self.m_hi)
@@ -343,8 +360,7 @@ class SearchPolicy:
         if len(at) != 1 or at[0].phase == "retest":
             return False
         v = at[0].verdict
-        return v.verdict in ("fail", "unsure") and v.margin < math.log(1.2) \
-            and "far over" not in v.why and "not sustainable" not in v.why
+        return v.verdict in ("fail", "unsure") and v.margin < math.log(1.2) and not v.decisive
 
     def _confirmed(self, rate: float) -> bool:
         """Passed at this rate twice, or a confirmation step there did not fail."""

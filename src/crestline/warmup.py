@@ -18,8 +18,7 @@ def mser_truncation(series, batch: int = 5) -> int | None:
     series: per-interval values (e.g. median latency per interval), oldest first.
     """
     x = np.asarray(series, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if len(x) < 4:
+    if len(x) < 4 or not np.isfinite(x).all():
         return None
     b = batch if len(x) >= 5 * batch else 1
     nb = len(x) // b
@@ -47,7 +46,13 @@ def is_warm(series, min_steady: int = 8, tolerance: float = 0.25, batch: int = 5
     still-falling series is not called warm.
     """
     x = np.asarray(series, dtype=np.float64)
-    d = mser_truncation(x, batch)
+    # An interval with no completions is no evidence of a steady state: only what follows
+    # the last such interval can be steady.
+    gaps = np.flatnonzero(~np.isfinite(x))
+    start = int(gaps[-1]) + 1 if gaps.size else 0
+    d = mser_truncation(x[start:], batch)
+    if d is not None:
+        d += start
     if d is None or len(x) - d < min_steady:
         return None
     steady = x[d:]

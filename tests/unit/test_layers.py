@@ -5,7 +5,8 @@ import sys
 
 PURE = ["crestline", "crestline.errors", "crestline.units", "crestline.arrivals",
         "crestline.hdr", "crestline.result", "crestline.spec", "crestline.runlog",
-        "crestline.live"]
+        "crestline.live", "crestline.slo", "crestline.warmup", "crestline.stepjudge",
+        "crestline.search", "crestline.sim"]
 
 
 def test_pure_modules_do_not_import_the_core():

@@ -1,0 +1,62 @@
+"""`crestline search` end to end against a real loopback server with known capacity.
+
+The target runs a FIFO queue with 4 workers and a constant 2 ms service time; under Poisson
+arrivals that is M/D/4, whose capacity at p99 <= 10 ms is 1739.5 rps (long simulation, the
+issue's figure). The search must land within 5% of it through the real engine and CLI.
+"""
+
+import json
+import subprocess
+import sys
+
+import msgpack
+
+CLI = [sys.executable, "-m", "crestline.cli"]
+TRUTH_RPS = 1739.5
+
+
+def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
+    t = target("--servers", "4", "--service-ms", "2", "--service-dist", "const",
+               max_seconds=900)
+    out, runlog = tmp_path / "s.json", tmp_path / "s.runlog"
+    p = subprocess.run(
+        CLI + ["search", t.url, "--slo", "p99=10ms", "--arrival", "poisson", "--seed", "1",
+               "--start-rate", "200", "--step-duration", "5s", "--warmup", "none",
+               "--connections", "64", "--max-time", "8m", "--out", str(out),
+               "--runlog", str(runlog)],
+        capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(out.read_text())
+    for key in ("capacity_rps", "converged", "reason", "slo", "bracket", "warmup_s", "steps"):
+        assert key in r
+    for step in r["steps"]:
+        assert step["verdict"] in ("pass", "fail", "unsure", "invalid")
+        for key in ("rate_rps", "achieved_rps", "latency_ms", "error_rate", "duration_s", "why"):
+            assert key in step
+        assert set(step["latency_ms"]) >= {"p50", "p99", "p999"}
+    assert r["slo"] == {"p99": "10ms"}
+    cap = r["capacity_rps"]
+    assert abs(cap / TRUTH_RPS - 1) <= 0.05, (cap, [(s["rate_rps"], s["verdict"], s["why"])
+                                                   for s in r["steps"]])
+    assert r["converged"], r["reason"]
+    # live progress: a line per step and the bracket, then the summary
+    assert p.stderr.count("\nstep ") + p.stderr.startswith("step ") >= len(r["steps"]) - 1
+    assert "bracket [" in p.stderr and "capacity" in p.stdout
+    with open(runlog, "rb") as f:
+        kinds = [rec["type"] for rec in msgpack.Unpacker(f, raw=False)]
+    assert kinds[0] == "header" and kinds[-1] == "summary"
+    assert kinds.count("step") == len(r["steps"]) and kinds.count("interval") > 20
+
+
+def test_search_bad_input_is_exit_2(listener):
+    url = f"http://127.0.0.1:{listener.port}/"
+    for args, expect in ((["--slo", "p99"], "NAME=VALUE"),
+                         (["--slo", "p99=10ms", "--workers", "2"], "--workers"),
+                         (["--slo", "p99=10ms", "--tolerance", "lots"], "--tolerance"),
+                         (["--slo", "p99=10ms", "--start-rate", "5k", "--max-rate", "1k"],
+                          "--start-rate")):
+        p = subprocess.run(CLI + ["search", url] + args, capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 2, (args, p.stderr)
+        assert expect in p.stderr and "Traceback" not in p.stderr
+    assert listener.accepted() == 0

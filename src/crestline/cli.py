@@ -161,14 +161,9 @@ def _window_s(text: str) -> float:
     return 0.0 if text.strip() in ("0", "0s", "0ms", "0us") else parse_duration_s(text, "--batch-window")
 
 
-def cmd_run(a) -> int:
+def _under_sigint(make):
+    """Run make(stop) on a fresh uvloop; the first Ctrl-C sets stop, a second one stops now."""
     import uvloop
-
-    from crestline.api import run_async
-    from crestline.live import LiveLines, summary_table
-
-    spec = _spec_from_args(a)
-    live = None if a.quiet else LiveLines(sys.stderr)
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -176,20 +171,34 @@ def cmd_run(a) -> int:
 
         def on_sigint():
             stop.set()
-            loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C stops at once
+            loop.remove_signal_handler(signal.SIGINT)
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
-        return await run_async(spec=spec, on_interval=live.interval if live else None,
-                               runlog=a.runlog, hdr_log=a.hdr_log, stop=stop)
+        return await make(stop)
 
-    result = uvloop.run(main())
-    data = result.to_dict()
+    return uvloop.run(main())
+
+
+def _emit(a, data: dict, summary) -> None:
+    """--out JSON, then (unless --quiet) the summary text from summary(data)."""
     if a.out:
         with open(a.out, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
     if not a.quiet:
-        print(summary_table(data))
+        print(summary(data))
+
+
+def cmd_run(a) -> int:
+    from crestline.api import run_async
+    from crestline.live import LiveLines, summary_table
+
+    spec = _spec_from_args(a)
+    live = None if a.quiet else LiveLines(sys.stderr)
+    result = _under_sigint(lambda stop: run_async(
+        spec=spec, on_interval=live.interval if live else None, runlog=a.runlog,
+        hdr_log=a.hdr_log, stop=stop))
+    _emit(a, result.to_dict(), summary_table)
     return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
 
 
@@ -216,41 +225,23 @@ def _search_config(a):
 
 
 def cmd_search(a) -> int:
-    import uvloop
-
     from crestline.capacity import search_async
     from crestline.live import search_step_line, search_summary
 
     config = _search_config(a)
     spec = _spec_from_args(a, rate_rps=config.start_rate_rps, duration_s=1.0)
-    out = sys.stderr
 
     def on_step(step: dict, policy) -> None:
         if not a.quiet:
-            print(search_step_line(len(policy.result()["steps"]), step, policy), file=out,
-                  flush=True)
+            print(search_step_line(len(policy.result()["steps"]), step, policy),
+                  file=sys.stderr, flush=True)
 
-    async def main():
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-
-        def on_sigint():
-            stop.set()
-            loop.remove_signal_handler(signal.SIGINT)
-
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        if not a.quiet:
-            print(f"searching {a.url} for the highest rate with {config.slo.describe()}",
-                  file=out, flush=True)
-        return await search_async(spec, config, on_step=on_step, runlog=a.runlog, stop=stop)
-
-    result = uvloop.run(main())
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
     if not a.quiet:
-        print(search_summary(result))
+        print(f"searching {a.url} for the highest rate with {config.slo.describe()}",
+              file=sys.stderr, flush=True)
+    result = _under_sigint(lambda stop: search_async(spec, config, on_step=on_step,
+                                                     runlog=a.runlog, stop=stop))
+    _emit(a, result, search_summary)
     return EXIT_INTERRUPTED if result.get("interrupted") else EXIT_OK
 
 

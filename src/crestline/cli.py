@@ -233,7 +233,8 @@ def cmd_search(a) -> int:
 
     def on_step(step: dict, policy) -> None:
         if not a.quiet:
-            print(search_step_line(len(policy.result()["steps"]), step, policy),
+            done = sum(1 for s in policy.steps if s.verdict is not None)
+            print(search_step_line(done, step, policy),
                   file=sys.stderr, flush=True)
 
     if not a.quiet:

@@ -53,6 +53,28 @@ def _exceed(h: Hist, bound_ns: int) -> int:
     return int(h.counts[i + 1:].sum())
 
 
+def _cached(snap: IntervalSnapshot, key, compute):
+    """Per-interval figures, computed once: the judge re-reads every interval of a step at each
+    new interval, on the event loop, so recomputing them would add loop pauses (send lag)."""
+    cache = snap.__dict__.setdefault("_judge_cache", {})
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def _p50_ns(s: IntervalSnapshot) -> int:
+    return _cached(s, "p50", lambda: s.latency.values_at((50.0,))[0] if s.latency.total else 0)
+
+
+def _lag_p99_ns(s: IntervalSnapshot) -> int:
+    h = s.hists["schedule_lag"]
+    return _cached(s, "lag99", lambda: h.values_at((99.0,))[0] if h.total else 0)
+
+
+def _exceed_in(s: IntervalSnapshot, bound_ns: int) -> int:
+    return _cached(s, ("exceed", bound_ns), lambda: _exceed(s.latency, bound_ns))
+
+
 def _theil_sen(y) -> float:
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
@@ -119,16 +141,13 @@ class StepJudge:
             return None
 
         # 1. Was the client on time? Otherwise this is no verdict on the server.
-        late = [i for i, s in enumerate(measured)
-                if s.hists["schedule_lag"].total and
-                s.hists["schedule_lag"].values_at((99.0,))[0] > self.lag_bound_ns]
+        late = [i for i, s in enumerate(measured) if _lag_p99_ns(s) > self.lag_bound_ns]
         if len(late) > max(1, k // 10):
             return Verdict("invalid", f"client fell behind its schedule in {len(late)} of {k} "
                            "intervals (schedule lag p99 over bound)", 0.0, measured)
 
         # 2. Spikes: isolated bad intervals that recover, tail-only.
-        p50s = np.array([s.latency.values_at((50.0,))[0] if s.latency.total else 0
-                         for s in measured], dtype=np.float64)
+        p50s = np.array([_p50_ns(s) for s in measured], dtype=np.float64)
         bad = [self._interval_bad(s) for s in measured]
         typical_p50 = float(np.median(p50s)) if k else 0.0
         # One excused spike per step (one more per 30 s); a step that uses the excuse must run
@@ -187,12 +206,12 @@ class StepJudge:
         fails, undecided, whys = [], [], []
         starved_terms = 0
         for b, bound_ns in self.bounds_ns:
-            x = _exceed(lat, bound_ns)
+            x = sum(_exceed_in(s, bound_ns) for s in pool)
             value_ns = min(lat.values_at((b.percentile,))[0], lat.max_ns) if n else 0
             m = math.log(max(value_ns, 1) / bound_ns)
             margin = max(margin, m)
             tail = b.tail
-            xs = [_exceed(s.latency, bound_ns) for s in pool]
+            xs = [_exceed_in(s, bound_ns) for s in pool]
             ns = [s.latency.total for s in pool]
             llr = _llr(x, n, tail * _LOW, min(tail * _HIGH, 0.999)) / _dispersion(xs, ns)
             desc = f"{b.name} {value_ns / 1e6:.3g} ms vs {b.bound_ms:g} ms"
@@ -270,20 +289,16 @@ class StepJudge:
         return None
 
     def _interval_clean(self, s: IntervalSnapshot) -> bool:
-        h = s.latency
-        return all(_exceed(h, bound_ns) <= b.tail * h.total for b, bound_ns in self.bounds_ns)
+        n = s.latency.total
+        return all(_exceed_in(s, bound_ns) <= b.tail * n for b, bound_ns in self.bounds_ns)
 
     def _comfortable(self, intervals, share: float) -> bool:
         """Every bound's pooled exceedance is at most `share` of what the SLO allows."""
-        pooled = Hist.empty()
-        for s in intervals:
-            pooled.add(s.latency)
-        return all(_exceed(pooled, bound_ns) <= share * b.tail * pooled.total
+        n = sum(s.latency.total for s in intervals)
+        return all(sum(_exceed_in(s, bound_ns) for s in intervals) <= share * b.tail * n
                    for b, bound_ns in self.bounds_ns)
 
     def _interval_bad(self, s: IntervalSnapshot) -> bool:
-        h = s.latency
-        if not h.total:
-            return False
-        return any(_exceed(h, bound_ns) >= 5 and _exceed(h, bound_ns) > 5 * b.tail * h.total
+        n = s.latency.total
+        return any(_exceed_in(s, bound_ns) >= 5 and _exceed_in(s, bound_ns) > 5 * b.tail * n
                    for b, bound_ns in self.bounds_ns)

@@ -126,12 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(search, search=True)
     sub.add_parser("target", help="serve a loopback HTTP target with known delay and faults",
                    add_help=False)
-    demo = sub.add_parser("demo", help="start a local target and run against it, end to end",
-                          description="Starts crestline's loopback target (2 ms per response) "
-                          "and runs open-loop load against it, printing the live lines and "
-                          "the summary.")
-    demo.add_argument("--rate", default="2000", help="requests per second (default 2000)")
-    demo.add_argument("--duration", default="5s", help="default 5s")
+    demo = sub.add_parser("demo", help="start a local target and search its capacity, end to end",
+                          description="Starts crestline's loopback target as a FIFO queue with "
+                          "4 workers (2 ms mean service, exponential: an M/M/4 server whose "
+                          "true capacity at p99 <= 20 ms is 1750 rps) and runs a capacity "
+                          "search against it, printing each step and the answer. With --run, "
+                          "offers a fixed rate instead.")
+    demo.add_argument("--quick", action="store_true", help="shorter steps: about a minute")
+    demo.add_argument("--run", action="store_true",
+                      help="a plain open-loop run (--rate, --duration) instead of a search")
+    demo.add_argument("--rate", default="1000", help="with --run: requests per second")
+    demo.add_argument("--duration", default="5s", help="with --run: default 5s")
     demo.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
     return p
 
@@ -248,19 +253,25 @@ def cmd_search(a) -> int:
 
 def cmd_demo(a) -> int:
     target = subprocess.Popen(
-        [sys.executable, "-m", "crestline.target", "--port", "0", "--delay-ms", "2",
-         "--max-seconds", "600"], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "crestline.target", "--port", "0", "--servers", "4",
+         "--service-ms", "2", "--service-dist", "exp", "--max-seconds", "1800"],
+        stdout=subprocess.PIPE, text=True,
         start_new_session=True)  # Ctrl-C stops the run, which then stops the target
     try:
         line = target.stdout.readline().strip()
         if not line.startswith("listening on "):
             raise CrestlineError(f"the demo target did not start: {line!r}")
         url = f"http://{line.removeprefix('listening on ')}/"
-        print(f"demo target (2 ms per response) at {url}", file=sys.stderr)
-        args = build_parser().parse_args(
-            ["run", url, "--rate", a.rate, "--duration", a.duration]
-            + (["--out", a.out] if a.out else []))
-        return cmd_run(args)
+        print(f"demo target at {url}: 4 workers, 2 ms mean service (M/M/4; true capacity "
+              "1750 rps at p99 <= 20 ms under Poisson arrivals)", file=sys.stderr)
+        out = ["--out", a.out] if a.out else []
+        if a.run:
+            return cmd_run(build_parser().parse_args(
+                ["run", url, "--rate", a.rate, "--duration", a.duration] + out))
+        return cmd_search(build_parser().parse_args(
+            ["search", url, "--slo", "p99=20ms", "--arrival", "poisson", "--seed", "1",
+             "--start-rate", "200", "--warmup", "none",
+             "--step-duration", "3s" if a.quick else "5s"] + out))
     finally:
         target.terminate()
         target.wait(timeout=10)

@@ -64,7 +64,6 @@ class Engine:
         interval (the search changes rate that way, on warm connections). Returns True if
         `stop` cut the stage short.
         """
-        core = self.core
         interval_ns = int(self.spec.interval_s * 1e9)
         end_ns = start_ns + int(duration_s * 1e9)
         # Move everything alive now out of the collector's reach: a full collection over the

@@ -51,7 +51,7 @@ class IntervalSnapshot:
             setattr(snap, name, int(counters[name]))
         snap.by_error = dict(counters["by_error"])
         snap.messages = list(counters["messages"])
-        snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists)}
+        snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists, strict=True)}
         return snap
 
     @property

@@ -54,7 +54,7 @@ class RunSpec:
 
     def validated(self) -> RunSpec:
         """Check every field; return self. Raises ConfigError naming the problem and the fix."""
-        self.target  # parses the URL
+        parse_url(self.url)
         self.rate_rps = parse_rate_rps(self.rate_rps, "--rate")
         self.duration_s = parse_duration_s(self.duration_s, "--duration")
         self.interval_s = parse_duration_s(self.interval_s, "--interval")

@@ -8,7 +8,7 @@ never more than 2% above it.
 import pytest
 
 from crestline.search import SearchConfig, SearchPolicy, drive
-from crestline.sim import SimServer, SimEngine, mmc_capacity_rps
+from crestline.sim import SimEngine, SimServer, mmc_capacity_rps
 from crestline.slo import parse_slo
 
 SCENARIOS = {

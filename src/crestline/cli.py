@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -43,6 +44,22 @@ examples:
 
 Finds the highest rate whose steps pass every SLO while staying sustainable (completions keep
 up, no growing backlog), after the server's warm-up; see docs/search.md.
+"""
+
+
+TRACE_EXAMPLES = """\
+examples:
+  crestline trace import capture.har -o prod.cltrace
+  crestline trace import requests.jsonl -o prod.cltrace
+  crestline trace import export.json --format har -o prod.cltrace
+  crestline trace info prod.cltrace
+  crestline trace info prod.cltrace --json > prod-info.json
+
+JSON Lines: one request per line, e.g.
+  {"t": 12.5, "method": "POST", "path": "/v2/models/m/infer",
+   "headers": {"content-type": "application/json"}, "body": "{...}"}
+t is seconds (any origin); body is text, or body_b64 base64; method defaults to GET.
+The format and the import rules: docs/trace-format.md.
 """
 
 
@@ -138,6 +155,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", default="1000", help="with --run: requests per second")
     demo.add_argument("--duration", default="5s", help="with --run: default 5s")
     demo.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
+    trace = sub.add_parser("trace", help="import and inspect recorded traffic (.cltrace)",
+                           description="Recorded traffic: convert HAR or JSON Lines into a "
+                           ".cltrace file, and describe the workload a trace holds.",
+                           epilog=TRACE_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    trace.set_defaults(trace_parser=trace)
+    tsub = trace.add_subparsers(dest="trace_command", metavar="ACTION", parser_class=_Parser)
+    imp = tsub.add_parser("import", help="convert HAR or JSON Lines into a .cltrace",
+                          description="Convert a HAR 1.2 file or JSON Lines (one request per "
+                          "line) into a .cltrace trace.", epilog=TRACE_EXAMPLES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("input", metavar="IN", help="a .har, .jsonl or .ndjson file")
+    imp.add_argument("-o", "--out", required=True, metavar="OUT.cltrace",
+                     help="the trace to write (replaced if it exists)")
+    imp.add_argument("--format", choices=("har", "jsonl"), default=None,
+                     help="input format (default: from the extension of IN)")
+    info = tsub.add_parser("info", help="describe the workload in a .cltrace",
+                           description="Count, duration, mean rate, inter-arrival burstiness, "
+                           "payload sizes and the mix by method, path and model.",
+                           epilog=TRACE_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    info.add_argument("file", metavar="FILE", help="a .cltrace file")
+    info.add_argument("--json", action="store_true", help="print the description as JSON")
     return p
 
 
@@ -277,6 +317,36 @@ def cmd_demo(a) -> int:
         target.wait(timeout=10)
 
 
+def cmd_trace(a) -> int:
+    from crestline.trace import TraceError
+
+    try:
+        if a.trace_command == "import":
+            from crestline.trace_import import load, write_imported
+
+            imported, fmt = load(a.input, a.format)
+            write_imported(imported, a.out, source=f"{fmt}:{os.path.basename(a.input)}")
+            recs = imported.records
+            print(f"wrote {len(recs):,} requests over {recs[-1].offset_ns / 1e9:.3f} s "
+                  f"to {a.out}")
+            for origin, n in (imported.meta.get("other_origins") or {}).items():
+                print(f"note: {n:,} requests went to {origin}, not {imported.base_url}; kept, "
+                      f"with extras.origin", file=sys.stderr)
+            return EXIT_OK
+        if a.trace_command == "info":
+            from crestline.trace import read_trace
+            from crestline.trace_info import describe, format_info
+
+            d = describe(read_trace(a.file))
+            print(json.dumps(d, indent=2) if a.json else format_info(d, a.file))
+            return EXIT_OK
+    except TraceError as exc:  # a damaged or foreign file: the user's to fix, like bad config
+        print(f"crestline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    a.trace_parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["target"]:
@@ -292,6 +362,8 @@ def main(argv=None) -> int:
             return cmd_search(a)
         if a.command == "demo":
             return cmd_demo(a)
+        if a.command == "trace":
+            return cmd_trace(a)
         parser.print_help()
         return EXIT_USAGE
     except ConfigError as exc:

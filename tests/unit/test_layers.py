@@ -6,7 +6,8 @@ import sys
 PURE = ["crestline", "crestline.errors", "crestline.units", "crestline.arrivals",
         "crestline.hdr", "crestline.result", "crestline.spec", "crestline.runlog",
         "crestline.live", "crestline.slo", "crestline.warmup", "crestline.stepjudge",
-        "crestline.search", "crestline.sim"]
+        "crestline.search", "crestline.sim", "crestline.trace",
+        "crestline.trace_import", "crestline.trace_info"]
 
 
 def test_pure_modules_do_not_import_the_core():

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
-from crestline.arrivals import offsets_ns
 from crestline.result import IntervalSnapshot, RunResult
 from crestline.spec import RunSpec, preflight
+from crestline.workload import Workload
 
 
 def _make_spec(url: str | None, spec: RunSpec | None, kwargs: dict) -> RunSpec:
@@ -46,9 +46,12 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     from crestline.runlog import HdrLogWriter, RunlogWriter
 
     spec = _make_spec(url, spec, options)
+    workload = Workload.for_spec(spec)  # loads and renders a trace before any load
     await preflight(spec.target)
     stop = stop or asyncio.Event()
-    spec_dict = spec.to_dict() | {"version": __version__}
+    spec_dict = spec.to_dict() | {"version": __version__, "workload": {
+        "source": workload.source, "records": workload.records,
+        "distinct_requests": len(workload.payloads)}}
     result = RunResult(spec_dict, time.time())
     sinks = []
 
@@ -74,9 +77,10 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         else:
             from crestline.engine import Engine, monotonic_ns
 
-            engine = Engine(spec)
+            engine = Engine(spec, payloads=workload.payloads)
             try:
-                chunks = offsets_ns(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed)
+                chunks = workload.chunks(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
+                                         speed=spec.speed)
                 start_ns = monotonic_ns() + 20_000_000
                 result.interrupted = await engine.run_stage(
                     chunks, start_ns, spec.duration_s, on_snapshot, stop)

@@ -57,12 +57,17 @@ def offsets_ns(arrival: str, rate_rps: float, duration_s: float, seed: int | Non
     raise ConfigError(f"unknown arrival process {arrival!r}: use one of {', '.join(ARRIVALS)}")
 
 
-def chunk_source(chunks: Iterator[np.ndarray]):
-    """Adapt a chunk iterator to the core's callable: () -> (offsets, None) | None."""
+def chunk_source(chunks):
+    """Adapt an iterator of offset arrays, or of (offsets, payload indices) pairs, to the
+    core's callable: () -> (int64 offsets, int32 indices or None) | None."""
     it = iter(chunks)
 
     def next_chunk():
-        arr = next(it, None)
-        return None if arr is None else (np.ascontiguousarray(arr, dtype=np.int64), None)
+        item = next(it, None)
+        if item is None:
+            return None
+        offs, pidx = item if isinstance(item, tuple) else (item, None)
+        return (np.ascontiguousarray(offs, dtype=np.int64),
+                None if pidx is None else np.ascontiguousarray(pidx, dtype=np.int32))
 
     return next_chunk

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
-from crestline.arrivals import offsets_ns
 from crestline.errors import ConfigError
 from crestline.result import IntervalSnapshot
 from crestline.search import Done, Drain, Offer, SearchConfig, SearchPolicy, Step
 from crestline.slo import Slo, parse_slo
 from crestline.spec import RunSpec, preflight
 from crestline.units import parse_duration_s, parse_rate_rps
+from crestline.workload import Workload
 
 
 def make_config(slo, **limits) -> SearchConfig:
@@ -79,7 +79,9 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     started = time.time()
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
     log = RunlogWriter(runlog, header, started) if runlog else None
-    engine = Engine(spec)
+    workload = Workload.for_spec(spec)
+    engine = Engine(spec, payloads=workload.payloads)
+    trace_rate = workload.trace_rate_rps()
     stage_s = config.max_step_s + (config.settle_intervals + 2) * config.interval_s
     reported: set[int] = set()
     action = policy.start()
@@ -120,7 +122,11 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
 
                 seed = None if spec.seed is None else spec.seed + stages
                 stages += 1
-                chunks = offsets_ns(spec.arrival, rate, stage_s, seed)
+                # With arrival "trace" a rate is a replay speed: the trace's own rate x speed,
+                # looped for as long as the stage lasts.
+                speed = rate / trace_rate if spec.arrival == "trace" else spec.speed
+                chunks = workload.chunks(spec.arrival, rate, stage_s, seed, speed=speed,
+                                         loop=True)
                 await engine.run_stage(chunks, monotonic_ns() + 1_000_000, stage_s, on_snap,
                                        stop, first_index=intervals_seen[0], drain=False)
                 action = box[0]

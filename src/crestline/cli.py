@@ -67,12 +67,22 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     p.add_argument("url", help="http:// URL of the target (loopback or your own servers)")
     g = p.add_argument_group("traffic")
     if not search:
-        g.add_argument("--rate", required=True,
-                       help="requests per second, offered open-loop: 1000, 10k, 2.5k")
-        g.add_argument("--duration", default="30s",
-                       help="how long to offer load: 30s, 2m (default 30s)")
-    g.add_argument("--arrival", default="constant", choices=("constant", "poisson"),
-                   help="arrival process: evenly spaced, or Poisson (default constant)")
+        g.add_argument("--rate", default=None,
+                       help="requests per second, offered open-loop: 1000, 10k, 2.5k "
+                       "(required unless --arrival trace)")
+        g.add_argument("--duration", default=None,
+                       help="how long to offer load: 30s, 2m (default 30s; with --arrival "
+                       "trace, one pass over the trace)")
+    g.add_argument("--arrival", default="constant", choices=("constant", "poisson", "trace"),
+                   help="arrival process: evenly spaced, Poisson, or the recorded timestamps "
+                   "of --trace (default constant)")
+    g.add_argument("--trace", metavar="FILE.cltrace", default=None,
+                   help="recorded requests (crestline trace import): with --arrival trace, "
+                   "replayed on their own timing; otherwise drawn at random for every slot, "
+                   "keeping the recorded mix at any rate")
+    if not search:
+        g.add_argument("--speed", type=float, default=1.0,
+                       help="with --arrival trace: time scale, 2 = twice as fast (default 1)")
     g.add_argument("--seed", type=int, default=None, help="seed for the Poisson process")
     g.add_argument("--precise", action="store_true",
                    help="spin the last ~200 µs before each send: lower send lag, a full core")
@@ -185,12 +195,23 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
     from crestline.spec import RunSpec, parse_header, read_body
     from crestline.units import parse_duration_s, parse_rate_rps
 
+    speed = getattr(a, "speed", 1.0)
+    if a.arrival == "trace" and (rate_rps is None or duration_s is None) and a.trace:
+        # The trace sets the rate and (unless --duration) the length: one pass.
+        trace_s, trace_rps = _trace_pass(a.trace, speed)
+        rate_rps = rate_rps if rate_rps is not None else trace_rps
+        if duration_s is None and a.duration is None:
+            duration_s = trace_s
+    if a.arrival == "trace" and not a.trace:
+        raise ConfigError("--arrival trace needs --trace FILE.cltrace")
+    if rate_rps is None and a.rate is None:
+        raise ConfigError("give --rate (requests per second), or --arrival trace with --trace")
     return RunSpec(
         url=a.url,
         rate_rps=rate_rps if rate_rps is not None else parse_rate_rps(a.rate, "--rate"),
         duration_s=duration_s if duration_s is not None else parse_duration_s(
-            a.duration, "--duration"),
-        arrival=a.arrival, seed=a.seed,
+            a.duration or "30s", "--duration"),
+        arrival=a.arrival, seed=a.seed, trace=a.trace, speed=speed,
         connections=a.connections, max_inflight=a.max_inflight,
         timeout_s=parse_duration_s(a.timeout, "--timeout"), method=a.method,
         headers=[parse_header(h) for h in a.header],
@@ -198,6 +219,25 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
         batch_window_s=_window_s(a.batch_window),
     ).validated()
+
+
+def _trace_pass(path: str, speed: float) -> tuple[float, float]:
+    """(seconds, requests per second) of one pass over a trace at `speed`."""
+    import os
+
+    from crestline.trace import read_trace
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"--trace file {path!r} not found")
+    if not speed > 0:
+        raise ConfigError(f"--speed must be positive, got {speed!r}")
+    offsets = read_trace(path).offsets_ns
+    if len(offsets) == 0:
+        raise ConfigError(f"--trace {path!r} holds no requests")
+    span_ns = int(offsets[-1] - offsets[0])
+    gap_ns = span_ns / max(len(offsets) - 1, 1)
+    seconds = (span_ns + gap_ns) / 1e9 / speed
+    return seconds, len(offsets) / seconds
 
 
 def _window_s(text: str) -> float:

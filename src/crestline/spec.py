@@ -45,6 +45,10 @@ class RunSpec:
     workers: int = 1
     interval_s: float = 1.0
     precise: bool = False
+    # Recorded traffic: requests (and, with arrival "trace", their timing) from a .cltrace,
+    # the timing scaled by `speed`.
+    trace: str | None = None
+    speed: float = 1.0
     # At most one scheduler wake per window: fewer wake-ups (client CPU) for up to this much
     # send lag, which latency still counts. 0: wake for every slot.
     batch_window_s: float = 0.0
@@ -66,9 +70,18 @@ class RunSpec:
                     f"--batch-window {self.batch_window_s:g}s is too coarse: use at most 100ms")
         if self.precise and self.batch_window_s:
             raise ConfigError("--precise and --batch-window pull opposite ways: choose one")
-        if self.arrival not in ARRIVALS:
+        if self.arrival not in ARRIVALS + ("trace",):
             raise ConfigError(
-                f"unknown --arrival {self.arrival!r}: use one of {', '.join(ARRIVALS)}")
+                f"unknown --arrival {self.arrival!r}: use one of {', '.join(ARRIVALS)} or trace")
+        if self.arrival == "trace" and not self.trace:
+            raise ConfigError("--arrival trace needs --trace FILE.cltrace")
+        if self.trace:
+            if not os.path.isfile(self.trace):
+                raise ConfigError(f"--trace file {self.trace!r} not found")
+            if self.body:
+                raise ConfigError("--body does not apply with --trace: the trace holds the bodies")
+            if not self.speed > 0:
+                raise ConfigError(f"--speed must be positive, got {self.speed!r}")
         for name in ("connections", "max_inflight", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -98,19 +111,7 @@ class RunSpec:
     def request_bytes(self) -> bytes:
         """The whole request, rendered once: request line, headers, body."""
         t = self.target
-        names = {k.lower() for k, _ in self.headers}
-        lines = [f"{self.method} {t.path} HTTP/1.1"]
-        if "host" not in names:
-            lines.append(f"Host: {t.host_header}")
-        if "user-agent" not in names:
-            lines.append(f"User-Agent: crestline/{__version__}")
-        if "accept" not in names:
-            lines.append("Accept: */*")
-        lines += [f"{k}: {v}" for k, v in self.headers if k.lower() != "content-length"]
-        if self.body or self.method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(self.body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head + self.body
+        return render_request(self.method, t.path, t.host_header, self.headers, self.body)
 
     def share(self, worker: int) -> tuple[int, int]:
         """(connections, max_inflight) of one worker: the totals split as evenly as possible."""
@@ -125,6 +126,23 @@ class RunSpec:
         del d["body"]
         d["headers"] = [list(h) for h in self.headers]
         return d
+
+
+def render_request(method: str, path: str, host_header: str, headers, body: bytes) -> bytes:
+    """One HTTP/1.1 request as bytes: Host, User-Agent and Accept unless given, then the given
+    headers (Content-Length is always computed here), then the body."""
+    names = {k.lower() for k, _ in headers}
+    lines = [f"{method} {path} HTTP/1.1"]
+    if "host" not in names:
+        lines.append(f"Host: {host_header}")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: crestline/{__version__}")
+    if "accept" not in names:
+        lines.append("Accept: */*")
+    lines += [f"{k}: {v}" for k, v in headers if k.lower() != "content-length"]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def parse_url(url: str) -> Target:

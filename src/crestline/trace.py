@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import msgpack
 import numpy as np
 
-from crestline.errors import CrestlineError
+from crestline.errors import ConfigError
 
 TRACE_FORMAT = "crestline-trace"
 TRACE_VERSION = 1
@@ -40,7 +40,7 @@ _READ_SIZE = 1 << 20
 _CRC_TAIL_BYTES = 4096
 
 
-class TraceError(CrestlineError):
+class TraceError(ConfigError):
     """A trace file that cannot be read or written: the message names the file and the fix."""
 
 

@@ -16,10 +16,10 @@ import signal
 import threading
 from collections.abc import Callable
 
-from crestline.arrivals import offsets_ns
 from crestline.errors import CrestlineError
 from crestline.result import IntervalSnapshot
 from crestline.spec import RunSpec
+from crestline.workload import Workload
 
 _START_MARGIN_S = 0.2
 
@@ -52,12 +52,13 @@ async def _worker_async(spec: RunSpec, worker: int, conn) -> None:
         started.set()
 
     _pump_pipe(conn, loop, on_message)
-    engine = Engine(spec, worker)
+    workload = Workload.for_spec(spec)
+    engine = Engine(spec, worker, payloads=workload.payloads)
     conn.send(("ready", worker))
     await started.wait()
     if start_box and not stop.is_set():
-        chunks = offsets_ns(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
-                            worker, spec.workers)
+        chunks = workload.chunks(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
+                                 worker, spec.workers, speed=spec.speed)
         await engine.run_stage(chunks, start_box[0], spec.duration_s,
                                lambda snap: conn.send(("snap", snap)), stop)
     engine.close()

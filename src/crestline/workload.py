@@ -1,0 +1,108 @@
+"""What to send: the pre-rendered requests of a run and the schedule that picks them.
+
+A single request (the default) or a recorded trace. Every distinct request is rendered to
+bytes once, when the workload loads; per request the engine only picks an index. With a trace:
+
+- arrival "trace": the recorded timestamps, divided by `speed`, each with its own request;
+- arrival "constant" / "poisson": that process at `rate_rps`, each slot drawing a recorded
+  request at random (seeded), so the recorded payload mix is kept at any rate.
+
+Pure: numpy and the trace reader, never the compiled core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from crestline.arrivals import CHUNK, offsets_ns
+from crestline.spec import RunSpec, render_request
+
+
+@dataclass
+class Workload:
+    payloads: list[bytes]
+    record_payload: np.ndarray | None = None  # per trace record: index into payloads
+    record_offsets_ns: np.ndarray | None = None  # per trace record, from the trace's origin
+    source: str = "single request"
+
+    @classmethod
+    def for_spec(cls, spec: RunSpec) -> Workload:
+        if not spec.trace:
+            return cls([spec.request_bytes()])
+        from crestline.trace import read_trace
+
+        trace = read_trace(spec.trace)
+        host = spec.target.host_header
+        index: dict[bytes, int] = {}
+        payloads: list[bytes] = []
+        rec_payload = np.empty(len(trace.records), dtype=np.int32)
+        for i, r in enumerate(trace.records):
+            raw = render_request(r.method, r.path, host, list(r.headers) + spec.headers, r.body)
+            j = index.get(raw)
+            if j is None:
+                j = index[raw] = len(payloads)
+                payloads.append(raw)
+            rec_payload[i] = j
+        if not payloads:
+            from crestline.errors import ConfigError
+
+            raise ConfigError(f"--trace {spec.trace!r} holds no requests")
+        return cls(payloads, rec_payload, trace.offsets_ns, f"trace {spec.trace}")
+
+    @property
+    def records(self) -> int:
+        return 0 if self.record_payload is None else len(self.record_payload)
+
+    def trace_duration_s(self, speed: float = 1.0) -> float:
+        """How long one pass over the trace lasts at `speed` (the mean gap added, so that a
+        looped trace keeps its rate)."""
+        o = self.record_offsets_ns
+        if o is None or len(o) == 0:
+            return 0.0
+        gap = (o[-1] - o[0]) / max(len(o) - 1, 1)
+        return (o[-1] - o[0] + gap) / 1e9 / speed
+
+    def trace_rate_rps(self) -> float:
+        d = self.trace_duration_s()
+        return self.records / d if d else 0.0
+
+    def chunks(self, arrival: str, rate_rps: float, duration_s: float, seed: int | None,
+               worker: int = 0, workers: int = 1, speed: float = 1.0,
+               loop: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(offsets ns, payload indices or None) chunks of one worker's share of a stage."""
+        if arrival == "trace":
+            yield from self._trace_chunks(duration_s, worker, workers, speed, loop)
+            return
+        rng = np.random.default_rng(np.random.SeedSequence(
+            [seed if seed is not None else 0, worker, 7]))
+        for offs in offsets_ns(arrival, rate_rps, duration_s, seed, worker, workers):
+            if self.record_payload is None:
+                yield offs, None
+            else:
+                picks = rng.integers(0, len(self.record_payload), size=len(offs))
+                yield offs, self.record_payload[picks]
+
+    def _trace_chunks(self, duration_s, worker, workers, speed, loop):
+        base = self.record_offsets_ns - self.record_offsets_ns[0]
+        period_ns = self.trace_duration_s(speed) * 1e9
+        mine = np.arange(worker, len(base), workers)
+        end_ns = duration_s * 1e9
+        k = 0
+        while True:
+            start = k * period_ns
+            if start >= end_ns:
+                return
+            for i in range(0, len(mine), CHUNK):
+                idx = mine[i:i + CHUNK]
+                offs = (start + base[idx] / speed).astype(np.int64)
+                keep = offs < end_ns
+                if keep.any():
+                    yield offs[keep], self.record_payload[idx[keep]]
+                if not keep.all():
+                    return
+            if not loop:
+                return
+            k += 1

@@ -1,0 +1,70 @@
+"""Replaying a recorded trace through the real engine and CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from crestline.trace import TraceRecord, TraceWriter
+
+CLI = [sys.executable, "-m", "crestline.cli"]
+
+
+def make_trace(path, n=800, rate=200.0, seed=5):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1e9 / rate, size=n)).astype(np.int64)
+    t -= t[0]
+    with TraceWriter(path, source="test") as w:
+        for i, off in enumerate(t):
+            w.write(TraceRecord(int(off), "POST", f"/v2/models/m{i % 2}/infer", [],
+                                b'{"inputs": [1, 2, 3]}'))
+    return t
+
+
+def test_trace_replay_keeps_the_recorded_timing(target, tmp_path):
+    t = target("--delay-ms", "1")
+    offsets = make_trace(tmp_path / "t.cltrace")
+    out = tmp_path / "r.json"
+    p = subprocess.run(CLI + ["run", t.url, "--arrival", "trace", "--trace",
+                              str(tmp_path / "t.cltrace"), "--speed", "2", "--out", str(out),
+                              "--quiet"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["requests"]["scheduled"] == 800 and d["requests"]["ok"] == 800
+    scaled = offsets / 2.0
+    assert d["duration_s"] < scaled[-1] / 1e9 + 1.0
+    # slots land in the interval their scaled timestamp says (boundaries are cut a few ms late)
+    load = [i for i in d["intervals"] if not i["drain"]]
+    expected = np.histogram(scaled / 1e9, bins=np.arange(0, len(load) + 1))[0]
+    got = np.array([i["scheduled"] for i in load])
+    assert np.all(np.abs(got - expected) <= 4), (got, expected)
+    assert d["spec"]["workload"]["distinct_requests"] == 2
+
+
+def test_trace_mix_under_poisson_at_any_rate(target, tmp_path):
+    t = target()
+    make_trace(tmp_path / "t.cltrace")
+    out = tmp_path / "r.json"
+    p = subprocess.run(CLI + ["run", t.url, "--arrival", "poisson", "--rate", "1500",
+                              "--duration", "2s", "--seed", "2", "--trace",
+                              str(tmp_path / "t.cltrace"), "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["requests"]["errors"] == 0 and d["requests"]["ok"] == d["requests"]["scheduled"]
+    assert abs(d["requests"]["scheduled"] - 3000) < 5 * np.sqrt(3000)
+
+
+def test_trace_input_errors_exit_2(listener, tmp_path):
+    url = f"http://127.0.0.1:{listener.port}/"
+    bad = tmp_path / "bad.cltrace"
+    bad.write_bytes(b"not a trace")
+    for args, expect in ((["--arrival", "trace"], "needs --trace"),
+                         (["--arrival", "trace", "--trace", str(tmp_path / "no")], "not found"),
+                         (["--rate", "10", "--trace", str(bad)], "bad.cltrace")):
+        p = subprocess.run(CLI + ["run", url] + args, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, (args, p.stderr)
+        assert expect in p.stderr and "Traceback" not in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert listener.accepted() == 0

@@ -1,0 +1,85 @@
+"""Workloads from recorded traces: rendering once, replay timing, and the recorded mix."""
+
+import numpy as np
+import pytest
+
+from crestline.errors import ConfigError
+from crestline.spec import RunSpec
+from crestline.trace import TraceRecord, TraceWriter
+from crestline.workload import Workload
+
+
+@pytest.fixture
+def trace_file(tmp_path):
+    path = tmp_path / "t.cltrace"
+    rng = np.random.default_rng(3)
+    t = np.cumsum(rng.exponential(5e6, size=600)).astype(np.int64)  # ~200 rps
+    kinds = [("/v2/models/ranker/infer", b'{"n": 100}'), ("/v2/models/ranker/infer", b'{"n": 5}'),
+             ("/v2/models/embed/infer", b'{"text": "x"}')]
+    weights = [0.6, 0.3, 0.1]
+    picks = rng.choice(3, size=600, p=weights)
+    with TraceWriter(path, source="test", base_url="http://prod:8000") as w:
+        for off, k in zip(t - t[0], picks, strict=True):
+            p, body = kinds[k]
+            w.write(TraceRecord(int(off), "POST", p, [("Content-Type", "application/json")],
+                                body, {"model": p.split("/")[3]}))
+    return path, t - t[0], picks
+
+
+def spec_for(path, **kw):
+    return RunSpec("http://127.0.0.1:9000/", 100, 2, trace=str(path), **kw).validated()
+
+
+def test_distinct_requests_are_rendered_once_for_the_target(trace_file):
+    path, _, picks = trace_file
+    w = Workload.for_spec(spec_for(path, headers=[("X-Run", "1")]))
+    assert w.records == 600 and len(w.payloads) == 3
+    raw = w.payloads[w.record_payload[0]]
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"POST /v2/models/")
+    assert b"Host: 127.0.0.1:9000" in head  # the run's target, not the recorded host
+    assert b"Content-Type: application/json" in head and b"X-Run: 1" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    # the same record kinds map to the same payloads
+    assert len({(int(k), int(p)) for k, p in zip(picks, w.record_payload, strict=True)}) == 3
+
+
+def test_trace_arrival_replays_the_timestamps_scaled_by_speed(trace_file):
+    path, offsets, _ = trace_file
+    w = Workload.for_spec(spec_for(path))
+    chunks = list(w.chunks("trace", 0, duration_s=1e9, seed=None, speed=2.0))
+    offs = np.concatenate([c[0] for c in chunks])
+    pidx = np.concatenate([c[1] for c in chunks])
+    assert np.array_equal(offs, (offsets / 2.0).astype(np.int64))
+    assert np.array_equal(pidx, w.record_payload)
+    # two workers split the records between them, each keeping the recorded times
+    parts = [np.concatenate([c[0] for c in w.chunks("trace", 0, 1e9, None, k, 2)])
+             for k in (0, 1)]
+    assert np.array_equal(np.sort(np.concatenate(parts)), offsets)
+    # a duration cuts the replay; loop=True repeats it with the trace's own period
+    short = np.concatenate([c[0] for c in w.chunks("trace", 0, 1.0, None)])
+    assert short.max() < 1e9 and len(short) == int((offsets < 1e9).sum())
+    looped = np.concatenate([c[0] for c in w.chunks("trace", 0, 2.5 * w.trace_duration_s(),
+                                                     None, loop=True)])
+    assert len(looped) > 2 * 600 and np.all(np.diff(looped) >= 0)
+
+
+def test_synthetic_arrivals_keep_the_recorded_mix(trace_file):
+    path, _, picks = trace_file
+    w = Workload.for_spec(spec_for(path))
+    chunks = list(w.chunks("poisson", 5000.0, 10.0, seed=1))
+    pidx = np.concatenate([c[1] for c in chunks])
+    assert abs(len(pidx) - 50_000) < 5 * np.sqrt(50_000)
+    recorded = np.bincount(w.record_payload, minlength=3) / 600
+    drawn = np.bincount(pidx, minlength=3) / len(pidx)
+    assert np.allclose(drawn, recorded, atol=0.01)
+
+
+def test_trace_options_are_checked(tmp_path, trace_file):
+    path, _, _ = trace_file
+    with pytest.raises(ConfigError, match="needs --trace"):
+        RunSpec("http://127.0.0.1:9000/", 100, 2, arrival="trace").validated()
+    with pytest.raises(ConfigError, match="not found"):
+        RunSpec("http://127.0.0.1:9000/", 100, 2, trace=str(tmp_path / "no.cltrace")).validated()
+    with pytest.raises(ConfigError, match="holds the bodies"):
+        RunSpec("http://127.0.0.1:9000/", 100, 2, trace=str(path), body=b"x").validated()

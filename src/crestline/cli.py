@@ -73,9 +73,11 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
         g.add_argument("--duration", default=None,
                        help="how long to offer load: 30s, 2m (default 30s; with --arrival "
                        "trace, one pass over the trace)")
-    g.add_argument("--arrival", default="constant", choices=("constant", "poisson", "trace"),
-                   help="arrival process: evenly spaced, Poisson, or the recorded timestamps "
-                   "of --trace (default constant)")
+    g.add_argument("--arrival", default="constant",
+                   choices=("constant", "poisson", "trace", "fitted"),
+                   help="arrival process: evenly spaced, Poisson, the recorded timestamps of "
+                   "--trace, or fitted: the trace's bursty inter-arrival process at --rate "
+                   "(default constant)")
     g.add_argument("--trace", metavar="FILE.cltrace", default=None,
                    help="recorded requests (crestline trace import): with --arrival trace, "
                    "replayed on their own timing; otherwise drawn at random for every slot, "
@@ -202,8 +204,8 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         rate_rps = rate_rps if rate_rps is not None else trace_rps
         if duration_s is None and a.duration is None:
             duration_s = trace_s
-    if a.arrival == "trace" and not a.trace:
-        raise ConfigError("--arrival trace needs --trace FILE.cltrace")
+    if a.arrival in ("trace", "fitted") and not a.trace:
+        raise ConfigError(f"--arrival {a.arrival} needs --trace FILE.cltrace")
     if rate_rps is None and a.rate is None:
         raise ConfigError("give --rate (requests per second), or --arrival trace with --trace")
     return RunSpec(

@@ -70,11 +70,11 @@ class RunSpec:
                     f"--batch-window {self.batch_window_s:g}s is too coarse: use at most 100ms")
         if self.precise and self.batch_window_s:
             raise ConfigError("--precise and --batch-window pull opposite ways: choose one")
-        if self.arrival not in ARRIVALS + ("trace",):
-            raise ConfigError(
-                f"unknown --arrival {self.arrival!r}: use one of {', '.join(ARRIVALS)} or trace")
-        if self.arrival == "trace" and not self.trace:
-            raise ConfigError("--arrival trace needs --trace FILE.cltrace")
+        if self.arrival not in ARRIVALS + ("trace", "fitted"):
+            raise ConfigError(f"unknown --arrival {self.arrival!r}: use one of "
+                              f"{', '.join(ARRIVALS)}, trace or fitted")
+        if self.arrival in ("trace", "fitted") and not self.trace:
+            raise ConfigError(f"--arrival {self.arrival} needs --trace FILE.cltrace")
         if self.trace:
             if not os.path.isfile(self.trace):
                 raise ConfigError(f"--trace file {self.trace!r} not found")

@@ -175,14 +175,22 @@ class TraceWriter:
             self._crc = zlib.crc32(data, self._crc)
             self._f.write(data)
 
-    def close(self) -> None:
-        """Write pending records and the trailer, and close the file. Idempotent."""
+    def flush(self) -> None:
+        """Write the records batched so far to the file (the file stays open, no trailer)."""
+        if not self._f.closed:
+            self._flush()
+            self._f.flush()
+
+    def close(self, extra: dict | None = None) -> None:
+        """Write pending records and the trailer, and close the file. Idempotent. `extra`:
+        further trailer keys (msgpack types; readers ignore keys they do not know)."""
         if self._f.closed:
             return
         self._flush()
-        self._f.write(self._packer.pack({"end": True, "count": self.count,
-                                         "duration_ns": self._last_offset_ns,
-                                         "crc32": self._crc}))
+        trailer = dict(extra or {})
+        trailer.update({"end": True, "count": self.count,
+                        "duration_ns": self._last_offset_ns, "crc32": self._crc})
+        self._f.write(self._packer.pack(trailer))
         self._f.close()
 
     def abort(self) -> None:

@@ -5,7 +5,12 @@ bytes once, when the workload loads; per request the engine only picks an index.
 
 - arrival "trace": the recorded timestamps, divided by `speed`, each with its own request;
 - arrival "constant" / "poisson": that process at `rate_rps`, each slot drawing a recorded
-  request at random (seeded), so the recorded payload mix is kept at any rate.
+  request at random (seeded), so the recorded payload mix is kept at any rate;
+- arrival "fitted": the trace's own inter-arrival process at any rate, by a block bootstrap:
+  runs of FIT_BLOCK consecutive recorded gaps (with the requests that followed them), drawn at
+  random and scaled by trace rate / target rate. The gap distribution and its short-range
+  correlation (bursts) survive the scaling, where a Poisson process at the same rate would
+  flatten them.
 
 Pure: numpy and the trace reader, never the compiled core.
 """
@@ -19,6 +24,8 @@ import numpy as np
 
 from crestline.arrivals import CHUNK, offsets_ns
 from crestline.spec import RunSpec, render_request
+
+FIT_BLOCK = 64  # consecutive gaps kept together: bursts shorter than this survive intact
 
 
 @dataclass
@@ -76,6 +83,9 @@ class Workload:
         if arrival == "trace":
             yield from self._trace_chunks(duration_s, worker, workers, speed, loop)
             return
+        if arrival == "fitted":
+            yield from self._fitted_chunks(rate_rps / workers, duration_s, seed, worker)
+            return
         rng = np.random.default_rng(np.random.SeedSequence(
             [seed if seed is not None else 0, worker, 7]))
         for offs in offsets_ns(arrival, rate_rps, duration_s, seed, worker, workers):
@@ -84,6 +94,28 @@ class Workload:
             else:
                 picks = rng.integers(0, len(self.record_payload), size=len(offs))
                 yield offs, self.record_payload[picks]
+
+    def _fitted_chunks(self, rate_rps, duration_s, seed, worker):
+        base = self.record_offsets_ns - self.record_offsets_ns[0]
+        gaps = np.diff(base).astype(np.float64)
+        if len(gaps) < 2:
+            from crestline.errors import ConfigError
+
+            raise ConfigError("--arrival fitted needs a trace of at least 3 requests")
+        scale = self.trace_rate_rps() / rate_rps
+        block = min(FIT_BLOCK, len(gaps))
+        rng = np.random.default_rng(np.random.SeedSequence(
+            [seed if seed is not None else 0, worker, 11]))
+        t, end_ns = 0.0, duration_s * 1e9
+        while t < end_ns:
+            starts = rng.integers(0, len(gaps) - block + 1, size=max(1, CHUNK // block))
+            idx = (starts[:, None] + np.arange(block)[None, :]).ravel()
+            times = t + np.cumsum(gaps[idx] * scale)
+            t = float(times[-1])
+            keep = times < end_ns
+            if keep.any():
+                # each slot carries the request recorded right after its gap
+                yield times[keep].astype(np.int64), self.record_payload[idx[keep] + 1]
 
     def _trace_chunks(self, duration_s, worker, workers, speed, loop):
         base = self.record_offsets_ns - self.record_offsets_ns[0]

@@ -83,3 +83,36 @@ def test_trace_options_are_checked(tmp_path, trace_file):
         RunSpec("http://127.0.0.1:9000/", 100, 2, trace=str(tmp_path / "no.cltrace")).validated()
     with pytest.raises(ConfigError, match="holds the bodies"):
         RunSpec("http://127.0.0.1:9000/", 100, 2, trace=str(path), body=b"x").validated()
+
+
+def test_fitted_arrivals_keep_burstiness_at_a_new_rate(tmp_path):
+    # An on/off trace: bursts at 2000 rps for 50 ms, then 200 ms of quiet (mean ~400 rps).
+    rng = np.random.default_rng(4)
+    times, t = [], 0.0
+    while len(times) < 20_000:
+        n = rng.poisson(100)
+        times += list(t + np.sort(rng.uniform(0, 0.05, n)))
+        t += 0.25
+    off = (np.array(times[:20_000]) * 1e9).astype(np.int64)
+    path = tmp_path / "bursty.cltrace"
+    with TraceWriter(path, source="test") as w:
+        for o in off - off[0]:
+            w.write(TraceRecord(int(o), "GET", "/", [], b""))
+    wl = Workload.for_spec(spec_for(path))
+    trace_rate = wl.trace_rate_rps()
+
+    def dispersion(offsets_ns, window_s):
+        counts = np.bincount((offsets_ns // int(window_s * 1e9)).astype(np.int64))
+        return counts.var() / counts.mean()
+
+    gaps = np.diff(off)
+    cv_trace = gaps.std() / gaps.mean()
+    target = 3 * trace_rate
+    fit = np.concatenate([c[0] for c in wl.chunks("fitted", target, 30.0, seed=1)])
+    pois = np.concatenate([c[0] for c in wl.chunks("poisson", target, 30.0, seed=1)])
+    assert len(fit) / 30.0 == pytest.approx(target, rel=0.05)
+    fgaps = np.diff(fit)
+    assert fgaps.std() / fgaps.mean() == pytest.approx(cv_trace, rel=0.15)
+    # windows holding the same expected count as 50 ms of the trace (a burst, or quiet)
+    assert dispersion(fit, 0.05 / 3) > 10 * dispersion(pois, 0.05 / 3)
+    assert dispersion(off - off[0], 0.05) > 10

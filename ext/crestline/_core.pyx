@@ -72,6 +72,7 @@ cdef class _Conn:
     cdef int state
     cdef int64_t intended_ns
     cdef int64_t sent_ns
+    cdef int32_t pidx
 
     def __init__(self, Core core):
         self.core = core
@@ -157,6 +158,15 @@ cdef class Core:
     cdef object sweep_handle
     cdef double sweep_s
 
+    # per-class latency: two families of classes (e.g. by model, by payload size), each a
+    # class index per payload and one recorder per class
+    cdef object _cls_refs
+    cdef const int32_t[::1] cls_a
+    cdef const int32_t[::1] cls_b
+    cdef bint has_cls
+    cdef list rec_a
+    cdef list rec_b
+
     cdef HdrRecorder lat
     cdef HdrRecorder svc
     cdef HdrRecorder lag
@@ -180,7 +190,7 @@ cdef class Core:
     def __init__(self, loop, str host, int port, list payloads, dict layout, *,
                  int connections, int64_t max_inflight, double timeout_s,
                  double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0,
-                 double batch_window_us=0.0):
+                 double batch_window_us=0.0, classes=None):
         if not payloads:
             raise ValueError("at least one payload is needed")
         self.loop = loop
@@ -206,6 +216,17 @@ cdef class Core:
         self.lag = HdrRecorder(**layout)
         self.sched = HdrRecorder(**layout)
         self.messages = []
+        self.rec_a = []
+        self.rec_b = []
+        if classes is not None:
+            # classes: (int32 class per payload, n classes) for each of the two families
+            (a, n_a), (b, n_b) = classes
+            self._cls_refs = (a, b)
+            self.cls_a = a
+            self.cls_b = b
+            self.rec_a = [HdrRecorder(**layout) for _ in range(n_a)]
+            self.rec_b = [HdrRecorder(**layout) for _ in range(n_b)]
+            self.has_cls = True
         self._reset_counters()
         self.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
         if self.tfd < 0:
@@ -267,6 +288,8 @@ cdef class Core:
             "connections": self.n_open,
             "messages": self.messages,
         }
+        if self.has_cls:
+            counters["classes"] = ([r.take() for r in self.rec_a], [r.take() for r in self.rec_b])
         self.messages = []
         self._reset_counters()
         return (counters, self.lat.take(), self.svc.take(), self.lag.take(), self.sched.take())
@@ -401,6 +424,7 @@ cdef class Core:
     cdef _send(self, _Conn conn, int64_t t, int32_t p):
         conn.state = S_BUSY
         conn.intended_ns = t
+        conn.pidx = p
         conn.sent_ns = now_ns()
         self.lag.record(conn.sent_ns - t)
         self.n_busy += 1
@@ -480,6 +504,9 @@ cdef class Core:
             return
         self.lat.record(now - conn.intended_ns)
         self.svc.record(now - conn.sent_ns)
+        if self.has_cls:
+            (<HdrRecorder>self.rec_a[self.cls_a[conn.pidx]]).record(now - conn.intended_ns)
+            (<HdrRecorder>self.rec_b[self.cls_b[conn.pidx]]).record(now - conn.intended_ns)
         self.c_completed += 1
         self.n_busy -= 1
         if status >= 500:

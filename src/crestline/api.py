@@ -77,7 +77,8 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         else:
             from crestline.engine import Engine, monotonic_ns
 
-            engine = Engine(spec, payloads=workload.payloads)
+            engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
+                            class_names=workload.class_names)
             try:
                 chunks = workload.chunks(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
                                          speed=spec.speed)

@@ -80,7 +80,8 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
     log = RunlogWriter(runlog, header, started) if runlog else None
     workload = Workload.for_spec(spec)
-    engine = Engine(spec, payloads=workload.payloads)
+    engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
+                    class_names=workload.class_names)
     trace_rate = workload.trace_rate_rps()
     stage_s = config.max_step_s + (config.settle_intervals + 2) * config.interval_s
     reported: set[int] = set()

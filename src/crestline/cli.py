@@ -63,6 +63,20 @@ The format and the import rules: docs/trace-format.md.
 """
 
 
+RECORD_EXAMPLES = """\
+examples:
+  crestline record --listen 127.0.0.1:9000 --upstream http://127.0.0.1:8000 -o prod.cltrace
+  crestline record --listen 0.0.0.0:9000 --upstream http://model:8000 -o prod.cltrace \\
+      --duration 10m --max-requests 100k
+  crestline trace info prod.cltrace
+
+Point clients at --listen: every request is forwarded to --upstream as sent (Host included)
+and the response relayed back as received. Ctrl-C (or SIGTERM) stops recording and closes the
+trace properly. --listen with port 0 picks a free port and prints "listening on HOST:PORT".
+Details: docs/trace-format.md#recording-crestline-record.
+"""
+
+
 def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     p.add_argument("url", help="http:// URL of the target (loopback or your own servers)")
     g = p.add_argument_group("traffic")
@@ -190,6 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     info.add_argument("file", metavar="FILE", help="a .cltrace file")
     info.add_argument("--json", action="store_true", help="print the description as JSON")
+    rec = sub.add_parser("record", help="record live traffic into a .cltrace (reverse proxy)",
+                         description="A recording reverse proxy: forwards HTTP/1.1 traffic to "
+                         "--upstream untouched and writes every request, with its arrival time, "
+                         "into a .cltrace.", epilog=RECORD_EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rec.add_argument("--listen", required=True, metavar="HOST:PORT",
+                     help="where clients connect (port 0: a free port, printed)")
+    rec.add_argument("--upstream", required=True, metavar="URL",
+                     help="http://HOST[:PORT] of the real server")
+    rec.add_argument("-o", "--out", required=True, metavar="FILE.cltrace",
+                     help="the trace to write (replaced if it exists)")
+    rec.add_argument("--max-requests", default=None, metavar="N",
+                     help="stop after N requests (1000, 100k)")
+    rec.add_argument("--duration", default=None, help="stop after this long: 30s, 10m")
+    rec.add_argument("--max-body-bytes", type=int, default=16 << 20, metavar="B",
+                     help="bodies larger than this are forwarded but not recorded "
+                     "(default 16 MiB)")
     return p
 
 
@@ -389,6 +420,39 @@ def cmd_trace(a) -> int:
     return EXIT_USAGE
 
 
+def cmd_record(a) -> int:
+    from crestline.record import RecordConfig, parse_listen, parse_upstream, run_record
+    from crestline.units import parse_duration_s
+
+    host, port = parse_listen(a.listen)
+    up_host, up_port = parse_upstream(a.upstream)
+    max_requests = None
+    if a.max_requests is not None:
+        text = a.max_requests.strip().lower()
+        scale = {"k": 1000, "m": 1000000}.get(text[-1:], 1)
+        digits = text[:-1] if scale > 1 else text
+        if not digits.isdigit() or int(digits) * scale < 1:
+            raise ConfigError(f"cannot read --max-requests {a.max_requests!r}: write a "
+                              f"positive whole number, e.g. 1000 or 100k")
+        max_requests = int(digits) * scale
+    duration_s = parse_duration_s(a.duration, "--duration") if a.duration else None
+    if a.max_body_bytes < 0:
+        raise ConfigError("--max-body-bytes must be >= 0")
+    cfg = RecordConfig(host, port, f"http://{up_host}:{up_port}/", up_host, up_port, a.out,
+                       max_requests=max_requests, duration_s=duration_s,
+                       max_body_bytes=a.max_body_bytes)
+    r = run_record(cfg)
+    print(f"recorded {r['recorded']:,} requests over {r['duration_s']:.3f} s to {a.out}",
+          flush=True)
+    if r["skipped_large"]:
+        print(f"note: {r['skipped_large']:,} requests with bodies over --max-body-bytes were "
+              f"forwarded but not recorded", file=sys.stderr)
+    if r["unanswered"]:
+        print(f"note: {r['unanswered']:,} recorded requests got no upstream response "
+              f"(extras.error says why)", file=sys.stderr)
+    return EXIT_INTERRUPTED if r["interrupted"] else EXIT_OK
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["target"]:
@@ -406,6 +470,8 @@ def main(argv=None) -> int:
             return cmd_demo(a)
         if a.command == "trace":
             return cmd_trace(a)
+        if a.command == "record":
+            return cmd_record(a)
         parser.print_help()
         return EXIT_USAGE
     except ConfigError as exc:

@@ -42,7 +42,8 @@ async def sleep_until_ns(t_ns: int, stop: asyncio.Event | None = None) -> bool:
 class Engine:
     """Owns one Core (its connection pool stays warm across stages)."""
 
-    def __init__(self, spec: RunSpec, worker: int = 0, payloads: list[bytes] | None = None):
+    def __init__(self, spec: RunSpec, worker: int = 0, payloads: list[bytes] | None = None,
+                 classes=None, class_names=None):
         target = spec.target
         connections, max_inflight = spec.share(worker)
         self.spec = spec
@@ -51,7 +52,8 @@ class Engine:
             payloads or [spec.request_bytes()], LAYOUT,
             connections=connections, max_inflight=max_inflight,
             timeout_s=spec.timeout_s, precise=spec.precise,
-            batch_window_us=spec.batch_window_s * 1e6)
+            batch_window_us=spec.batch_window_s * 1e6, classes=classes)
+        self.class_names = class_names
 
     async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
                         on_snapshot: Callable[[IntervalSnapshot], bool | None],
@@ -93,7 +95,7 @@ class Engine:
                 core.pump()
             end_now = on_snapshot(IntervalSnapshot.from_core(
                 first_index + k, (boundary_ns - start_ns) / 1e9, (boundary_ns - prev_ns) / 1e9,
-                core.take_interval()))
+                core.take_interval(), class_names=self.class_names))
             prev_ns = boundary_ns
             k += 1
             if stopped or boundary_ns >= end_ns:
@@ -123,7 +125,8 @@ class Engine:
             core.abandon(f"still in flight when the run ended (drained {limit_ns / 1e9:g} s)")
         now = monotonic_ns()
         on_snapshot(IntervalSnapshot.from_core(
-            index, (now - start_ns) / 1e9, (now - t0) / 1e9, core.take_interval(), drain=True))
+            index, (now - start_ns) / 1e9, (now - t0) / 1e9, core.take_interval(), drain=True,
+            class_names=self.class_names))
 
     async def wait_idle(self, max_s: float) -> float:
         """Offer nothing until nothing is in flight (at most max_s; the rest are abandoned as

@@ -70,6 +70,16 @@ def summary_table(result: dict) -> str:
         for kind, msgs in req.get("error_messages", {}).items():
             for m in msgs:
                 rows.append(f"          {kind}: {m}")
+    for family, title in (("by_class", "by model/path"), ("by_size", "by body size")):
+        classes = result.get(family)
+        if classes:
+            rows.append("")
+            rows.append(f"latency ms {title:<20}{'requests':>10}{'p50':>10}{'p99':>10}"
+                        f"{'p99.9':>10}{'max':>10}")
+            for name, c in list(classes.items())[:12]:
+                s = c["latency_ms"]
+                rows.append(f"  {name[:29]:<29}{c['completed']:>10}{s['p50']:>10.3f}"
+                            f"{s['p99']:>10.3f}{s['p999']:>10.3f}{s['max']:>10.3f}")
     rows.append("client    " + ("ok: kept to its schedule" if result["client_ok"] else
                                 "NOT OK: " + "; ".join(result["client_problems"])))
     for w in result.get("warnings", []):

@@ -11,6 +11,18 @@ from crestline.hdr import Hist
 
 ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol")
 HIST_NAMES = ("latency", "service", "send_lag", "schedule_lag")
+CLASS_FAMILIES = ("by_class", "by_size")
+
+
+def add_classes(into: dict, other: dict) -> None:
+    """Add per-class histograms of `other` into `into` (both {family: {name: Hist}})."""
+    for family, hists in other.items():
+        mine = into.setdefault(family, {})
+        for name, h in hists.items():
+            if name in mine:
+                mine[name].add(h)
+            else:
+                mine[name] = h.copy()
 COUNTER_NAMES = ("scheduled", "sent", "completed", "ok", "shed")
 MESSAGES_PER_KIND = 3
 
@@ -42,11 +54,21 @@ class IntervalSnapshot:
     messages: list = field(default_factory=list)
     hists: dict = field(default_factory=dict)
     drain: bool = False
+    # Per-class latency with a trace: {"by_class": {name: Hist}, "by_size": {bucket: Hist}},
+    # classes with no completion left out.
+    classes: dict = field(default_factory=dict)
 
     @classmethod
-    def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False):
+    def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
+                  class_names=None):
         counters, *hists = taken
         snap = cls(index, t_s, dur_s, drain=drain)
+        if class_names is not None and "classes" in counters:
+            for family, names, takes in zip(CLASS_FAMILIES, class_names, counters["classes"],
+                                            strict=True):
+                snap.classes[family] = {n: Hist.from_take(t) for n, t in zip(names, takes,
+                                                                            strict=True)
+                                        if t[1]}
         for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
             setattr(snap, name, int(counters[name]))
         snap.by_error = dict(counters["by_error"])
@@ -74,6 +96,7 @@ class IntervalSnapshot:
                 self.hists[name].add(h)
             else:
                 self.hists[name] = h.copy()
+        add_classes(self.classes, other.classes)
         self.dur_s = max(self.dur_s, other.dur_s)
         return self
 
@@ -116,6 +139,7 @@ class RunResult:
     load_s: float = 0.0
     interrupted: bool = False
     warnings: list = field(default_factory=list)
+    classes: dict = field(default_factory=dict)
 
     def add(self, snap: IntervalSnapshot) -> None:
         """Fold one (merged) interval into the totals."""
@@ -130,6 +154,7 @@ class RunResult:
                 kept.append(msg)
         for name, h in snap.hists.items():
             self.hists[name].add(h)
+        add_classes(self.classes, snap.classes)
         if not snap.drain:
             self.load_s = snap.t_s
 
@@ -204,5 +229,8 @@ class RunResult:
             "client_problems": reasons,
             "warnings": list(self.warnings),
             "spec": self.spec,
+            **{family: {name: {"completed": h.total, "latency_ms": h.summary_ms()}
+                        for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
+               for family, hists in self.classes.items()},
             "intervals": [s.to_dict() for s in self.intervals],
         }

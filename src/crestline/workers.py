@@ -53,7 +53,8 @@ async def _worker_async(spec: RunSpec, worker: int, conn) -> None:
 
     _pump_pipe(conn, loop, on_message)
     workload = Workload.for_spec(spec)
-    engine = Engine(spec, worker, payloads=workload.payloads)
+    engine = Engine(spec, worker, payloads=workload.payloads,
+                    classes=workload.core_classes(), class_names=workload.class_names)
     conn.send(("ready", worker))
     await started.wait()
     if start_box and not stop.is_set():

@@ -26,6 +26,16 @@ from crestline.arrivals import CHUNK, offsets_ns
 from crestline.spec import RunSpec, render_request
 
 FIT_BLOCK = 64  # consecutive gaps kept together: bursts shorter than this survive intact
+MAX_NAMED_CLASSES = 20  # model/path classes reported by name; the rest are "other"
+SIZE_BUCKETS = ((1 << 10, "<=1KiB"), (4 << 10, "<=4KiB"), (16 << 10, "<=16KiB"),
+                (64 << 10, "<=64KiB"), (256 << 10, "<=256KiB"), (None, ">256KiB"))
+
+
+def size_bucket(nbytes: int) -> int:
+    for i, (top, _) in enumerate(SIZE_BUCKETS):
+        if top is None or nbytes <= top:
+            return i
+    return len(SIZE_BUCKETS) - 1
 
 
 @dataclass
@@ -34,6 +44,9 @@ class Workload:
     record_payload: np.ndarray | None = None  # per trace record: index into payloads
     record_offsets_ns: np.ndarray | None = None  # per trace record, from the trace's origin
     source: str = "single request"
+    # Per payload: its class by model (or path) and by body size, for per-class results.
+    class_names: tuple[list[str], list[str]] | None = None
+    payload_classes: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def for_spec(cls, spec: RunSpec) -> Workload:
@@ -43,8 +56,13 @@ class Workload:
 
         trace = read_trace(spec.trace)
         host = spec.target.host_header
+        from collections import Counter
+
+        from crestline.trace_info import model_of
+
         index: dict[bytes, int] = {}
         payloads: list[bytes] = []
+        kinds: list[tuple[str, int]] = []  # per payload: (model or path, body bytes)
         rec_payload = np.empty(len(trace.records), dtype=np.int32)
         for i, r in enumerate(trace.records):
             raw = render_request(r.method, r.path, host, list(r.headers) + spec.headers, r.body)
@@ -52,12 +70,30 @@ class Workload:
             if j is None:
                 j = index[raw] = len(payloads)
                 payloads.append(raw)
+                kinds.append((model_of(r) or r.path.split("?", 1)[0], len(r.body)))
             rec_payload[i] = j
         if not payloads:
             from crestline.errors import ConfigError
 
             raise ConfigError(f"--trace {spec.trace!r} holds no requests")
-        return cls(payloads, rec_payload, trace.offsets_ns, f"trace {spec.trace}")
+        # The most frequent classes (by recorded requests) are named; the rest pool as "other".
+        freq = Counter(kinds[p][0] for p in rec_payload.tolist())
+        named = [n for n, _ in freq.most_common(MAX_NAMED_CLASSES)]
+        if len(freq) > MAX_NAMED_CLASSES:
+            named.append("other")
+        slot = {n: k for k, n in enumerate(named)}
+        other = slot.get("other", 0)
+        by_name = np.array([slot.get(n, other) for n, _ in kinds], dtype=np.int32)
+        by_size = np.array([size_bucket(b) for _, b in kinds], dtype=np.int32)
+        return cls(payloads, rec_payload, trace.offsets_ns, f"trace {spec.trace}",
+                   (named, [label for _, label in SIZE_BUCKETS]), (by_name, by_size))
+
+    def core_classes(self):
+        """The core's `classes` argument, or None without a trace."""
+        if self.payload_classes is None:
+            return None
+        (a, b), (na, nb) = self.payload_classes, self.class_names
+        return ((a, len(na)), (b, len(nb)))
 
     @property
     def records(self) -> int:

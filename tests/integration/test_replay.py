@@ -68,3 +68,25 @@ def test_trace_input_errors_exit_2(listener, tmp_path):
         assert expect in p.stderr and "Traceback" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
     assert listener.accepted() == 0
+
+
+def test_per_class_results_by_model_and_size(target, tmp_path):
+    t = target("--delay-ms", "1")
+    make_trace(tmp_path / "t.cltrace")
+    out = tmp_path / "r.json"
+    p = subprocess.run(CLI + ["run", t.url, "--arrival", "poisson", "--rate", "600",
+                              "--duration", "2s", "--seed", "4", "--workers", "2",
+                              "--connections", "16", "--trace", str(tmp_path / "t.cltrace"),
+                              "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    by_class, by_size = d["by_class"], d["by_size"]
+    assert set(by_class) == {"m0", "m1"}  # model names parsed from the KServe v2 paths
+    total = d["requests"]["completed"]
+    assert sum(c["completed"] for c in by_class.values()) == total  # merged across workers
+    assert by_size == {"<=1KiB": by_size["<=1KiB"]} and by_size["<=1KiB"]["completed"] == total
+    # the recorded mix is half and half
+    assert abs(by_class["m0"]["completed"] / total - 0.5) < 0.06
+    for c in by_class.values():
+        assert 0.9 < c["latency_ms"]["p50"] < 10
+    assert "by model/path" in p.stdout

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crestline.hdr import Hist
-from crestline.result import IntervalSnapshot
+from crestline.result import IntervalSnapshot, add_classes
 from crestline.slo import Slo
 from crestline.stepjudge import StepJudge, Verdict
 from crestline.warmup import is_warm
@@ -76,7 +76,9 @@ class Step:
         measured = v.measured if v else []
         lat = Hist.empty()
         completed = scheduled = errors = 0
+        classes: dict = {}
         for s in measured:
+            add_classes(classes, s.classes)
             lat.add(s.latency)
             completed += s.completed
             scheduled += s.scheduled
@@ -97,6 +99,12 @@ class Step:
             "measured_s": sum(s.dur_s for s in measured),
             "samples": completed,
             "margin": v.margin if v else None,
+            # with a trace: which requests were slow at this rate
+            **{family: {name: {"completed": h.total, "latency_ms": {
+                "p50": min(h.values_at((50.0,))[0], h.max_ns) / 1e6,
+                "p99": min(h.values_at((99.0,))[0], h.max_ns) / 1e6}}
+                for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
+               for family, hists in classes.items()},
             "why": ("discarded: the server was still warming up; " if self.discarded else "")
             + (v.why if v else ""),
         }

@@ -90,3 +90,19 @@ def test_per_class_results_by_model_and_size(target, tmp_path):
     for c in by_class.values():
         assert 0.9 < c["latency_ms"]["p50"] < 10
     assert "by model/path" in p.stdout
+
+
+def test_search_steps_break_latency_down_by_class(target, tmp_path):
+    t = target("--servers", "4", "--service-ms", "2")
+    make_trace(tmp_path / "t.cltrace")
+    out = tmp_path / "s.json"
+    p = subprocess.run(CLI + ["search", t.url, "--slo", "p99=20ms", "--trace",
+                              str(tmp_path / "t.cltrace"), "--arrival", "fitted",
+                              "--start-rate", "300", "--step-duration", "3s", "--max-steps", "2",
+                              "--warmup", "none", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    steps = json.loads(out.read_text())["steps"]
+    assert steps and all(set(s["by_class"]) == {"m0", "m1"} for s in steps)
+    for s in steps:
+        assert sum(c["completed"] for c in s["by_class"].values()) == s["samples"]

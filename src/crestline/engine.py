@@ -24,19 +24,23 @@ monotonic_ns = _core.monotonic_ns
 async def sleep_until_ns(t_ns: int, stop: asyncio.Event | None = None) -> bool:
     """Sleep until the monotonic time t_ns; True if `stop` was set first."""
     delay_s = (t_ns - monotonic_ns()) / 1e9
-    if stop is None:
-        if delay_s > 0:
+    if stop is not None and stop.is_set():
+        return True
+    if delay_s > 0:
+        if stop is None:
             await asyncio.sleep(delay_s)
-        return False
-    if stop.is_set():
-        return True
-    if delay_s <= 0:
-        return False
-    try:
-        await asyncio.wait_for(stop.wait(), delay_s)
-        return True
-    except asyncio.TimeoutError:
-        return False
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), delay_s)
+                return True
+            except asyncio.TimeoutError:
+                pass
+    # The loop's timers are millisecond-grained and may fire early: finish the wait turn by
+    # turn, so an interval boundary is never cut before its time (a slot due just before the
+    # end of a stage would otherwise be left unsent).
+    while monotonic_ns() < t_ns:
+        await asyncio.sleep(0)
+    return False
 
 
 class Engine:

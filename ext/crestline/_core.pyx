@@ -298,10 +298,6 @@ cdef class Core:
     def inflight(self):
         return self.n_busy + self.q_len
 
-    @property
-    def open_connections(self):
-        return self.n_open
-
     def abandon(self, str why):
         """Fail every queued and outstanding request as a timeout (the run is ending)."""
         cdef _Conn conn

@@ -74,10 +74,3 @@ cdef class HdrRecorder:
         self.max_ns = 0
         return out
 
-    def reset(self):
-        self.clear()
-
-    @property
-    def counts_view(self):
-        """The live count array (a numpy view; do not keep it past the next clear)."""
-        return self._array

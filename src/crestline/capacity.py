@@ -9,6 +9,7 @@ finish.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -73,8 +74,10 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                           "drop --workers (or use --batch-window to lower client CPU)")
     await preflight(spec.target)
     stop = stop or asyncio.Event()
-    # A batch window delays slots on purpose: widen the client-validity bound by it.
-    config.max_schedule_lag_p99_ms = spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3
+    # A batch window delays slots on purpose: widen the client-validity bound by it (on a copy:
+    # the caller's config stays as given).
+    config = dataclasses.replace(config, max_schedule_lag_p99_ms=(
+        spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3))
     policy = SearchPolicy(config)
     started = time.time()
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
@@ -94,7 +97,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
         for i, step in enumerate(policy.steps):
             if step.verdict is not None and i not in reported:
                 reported.add(i)
-                d = step.to_dict(config.interval_s)
+                d = step.to_dict()
                 if log:
                     log.record("step", {"index": i, **d})
                 if on_step:

@@ -264,12 +264,12 @@ def _trace_pass(path: str, speed: float) -> tuple[float, float]:
         raise ConfigError(f"--trace file {path!r} not found")
     if not speed > 0:
         raise ConfigError(f"--speed must be positive, got {speed!r}")
+    from crestline.workload import pass_duration_s
+
     offsets = read_trace(path).offsets_ns
     if len(offsets) == 0:
         raise ConfigError(f"--trace {path!r} holds no requests")
-    span_ns = int(offsets[-1] - offsets[0])
-    gap_ns = span_ns / max(len(offsets) - 1, 1)
-    seconds = (span_ns + gap_ns) / 1e9 / speed
+    seconds = pass_duration_s(offsets, speed)
     return seconds, len(offsets) / seconds
 
 

@@ -39,9 +39,6 @@ class LiveLines:
               f"{snap.errors:>7} {snap.shed:>6} {snap.inflight:>8} {_ms(lag99):>12}",
               file=self.stream, flush=True)
 
-    def close(self, summary: dict | None = None) -> None:
-        pass
-
 
 def summary_table(result: dict) -> str:
     """The end-of-run table, from the result dict (so reports can rebuild it from JSON)."""

@@ -71,7 +71,7 @@ class Step:
     verdict: Verdict | None = None
     discarded: bool = False  # judged during a warm-up found only later: no evidence
 
-    def to_dict(self, interval_s: float) -> dict:
+    def to_dict(self) -> dict:
         v = self.verdict
         measured = v.measured if v else []
         lat = Hist.empty()
@@ -410,7 +410,7 @@ class SearchPolicy:
             "drain_s": self.drain_s,
             "client_ceiling_rps": self.client_ceiling,
             "config": cfg.to_dict(),
-            "steps": [s.to_dict(cfg.interval_s) for s in self.steps if s.verdict is not None],
+            "steps": [s.to_dict() for s in self.steps if s.verdict is not None],
         }
 
 

@@ -31,6 +31,15 @@ SIZE_BUCKETS = ((1 << 10, "<=1KiB"), (4 << 10, "<=4KiB"), (16 << 10, "<=16KiB"),
                 (64 << 10, "<=64KiB"), (256 << 10, "<=256KiB"), (None, ">256KiB"))
 
 
+def pass_duration_s(offsets_ns: np.ndarray, speed: float = 1.0) -> float:
+    """How long one pass over recorded offsets lasts at `speed`: the span plus one mean gap, so
+    that a looped trace keeps its rate."""
+    if len(offsets_ns) == 0:
+        return 0.0
+    span_ns = int(offsets_ns[-1] - offsets_ns[0])
+    return (span_ns + span_ns / max(len(offsets_ns) - 1, 1)) / 1e9 / speed
+
+
 def size_bucket(nbytes: int) -> int:
     for i, (top, _) in enumerate(SIZE_BUCKETS):
         if top is None or nbytes <= top:
@@ -100,13 +109,9 @@ class Workload:
         return 0 if self.record_payload is None else len(self.record_payload)
 
     def trace_duration_s(self, speed: float = 1.0) -> float:
-        """How long one pass over the trace lasts at `speed` (the mean gap added, so that a
-        looped trace keeps its rate)."""
+        """How long one pass over the trace lasts at `speed` (see pass_duration_s)."""
         o = self.record_offsets_ns
-        if o is None or len(o) == 0:
-            return 0.0
-        gap = (o[-1] - o[0]) / max(len(o) - 1, 1)
-        return (o[-1] - o[0] + gap) / 1e9 / speed
+        return 0.0 if o is None else pass_duration_s(o, speed)
 
     def trace_rate_rps(self) -> float:
         d = self.trace_duration_s()

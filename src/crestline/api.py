@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
+from crestline.errors import ConfigError
 from crestline.result import IntervalSnapshot, RunResult
 from crestline.spec import RunSpec, preflight
 from crestline.workload import Workload
@@ -32,7 +33,10 @@ def _make_spec(url: str | None, spec: RunSpec | None, kwargs: dict) -> RunSpec:
 async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
                     on_interval: Callable[[IntervalSnapshot], None] | None = None,
                     runlog: str | None = None, hdr_log: str | None = None,
-                    stop: asyncio.Event | None = None, **options) -> RunResult:
+                    stop: asyncio.Event | None = None, gpu: str | None = None,
+                    gpu_period_s: float = 0.1, slo=None,
+                    on_warning: Callable[[str], None] | None = None,
+                    **options) -> RunResult:
     """Run one open-loop load on the running event loop and return its RunResult.
 
     options are RunSpec fields: rate_rps (req/s), duration_s (s), arrival, seed, connections,
@@ -41,11 +45,22 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     on_interval(snapshot) is called once per interval as the run goes (and once for the drain).
     runlog / hdr_log: paths written one interval at a time. Setting `stop` ends the run early;
     the result then has interrupted=True and keeps every finished interval.
+    gpu: 'nvml', 'nvml:0,1' or 'dcgm=URL' samples GPU telemetry every gpu_period_s on its own
+    thread, aligned with the intervals (unreadable GPUs give warnings, via on_warning too).
+    slo: ['p99=25ms', ...] or an Slo: the result says whether the whole run met it.
     Raises ConfigError before any load is sent if an option is wrong or the target refuses.
     """
     from crestline.runlog import HdrLogWriter, RunlogWriter
+    from crestline.slo import Slo, parse_slo
+    from crestline.telemetry import GpuTelemetry
 
     spec = _make_spec(url, spec, options)
+    if slo is not None and not isinstance(slo, Slo):
+        slo = parse_slo([slo] if isinstance(slo, str) else list(slo))
+    if slo is not None and slo.gpu and not gpu:
+        raise ConfigError(f"the SLO bounds GPU figures ({slo.describe()}): add --gpu nvml or "
+                          "--gpu dcgm=URL so they can be measured")
+    telemetry = GpuTelemetry(gpu, gpu_period_s) if gpu else None
     workload = Workload.for_spec(spec)  # loads and renders a trace before any load
     await preflight(spec.target)
     stop = stop or asyncio.Event()
@@ -63,12 +78,19 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
                 sinks.append(RunlogWriter(runlog, spec_dict, result.started_unix_s))
             if hdr_log:
                 sinks.append(HdrLogWriter(hdr_log, result.started_unix_s))
+        if telemetry:
+            telemetry.attach(snap)
         result.add(snap)
         for sink in sinks:
             sink.interval(snap)
         if on_interval is not None:
             on_interval(snap)
 
+    if telemetry:
+        for w in telemetry.start():
+            result.warnings.append(w)
+            if on_warning:
+                on_warning(w)
     try:
         if spec.workers > 1:
             from crestline.workers import run_workers
@@ -83,6 +105,8 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
                 chunks = workload.chunks(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
                                          speed=spec.speed)
                 start_ns = monotonic_ns() + 20_000_000
+                if telemetry:
+                    telemetry.align(start_ns, int(spec.interval_s * 1e9))
                 result.interrupted = await engine.run_stage(
                     chunks, start_ns, spec.duration_s, on_snapshot, stop)
             finally:
@@ -93,6 +117,14 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         for sink in sinks:
             sink.close(None)
         raise
+    finally:
+        if telemetry:
+            telemetry.stop()
+    if telemetry:
+        result.gpu = telemetry.info([s.gpu for s in result.intervals if not s.drain])
+        result.warnings += [w for w in result.gpu["warnings"] if w not in result.warnings]
+    if slo is not None:
+        result.slo_check = check_slo(result, slo)
     summary = result.to_dict()
     for sink in sinks:
         sink.close(summary)
@@ -117,3 +149,34 @@ def _add_warnings(result: RunResult, spec: RunSpec) -> None:
     if result.counters["shed"]:
         result.warnings.append(
             f"{result.counters['shed']} requests shed at --max-inflight {spec.max_inflight}")
+
+
+def check_slo(result: RunResult, slo) -> dict:
+    """Did the whole run meet slo? Percentiles on the run's pooled latency histogram, errors
+    over every scheduled request, GPU bounds over the load intervals' GPU figures."""
+    from crestline.telemetry import summarize
+
+    why, met = [], True
+    lat = result.latency
+    for b in slo.latency:
+        value_ms = min(lat.values_at((b.percentile,))[0], lat.max_ns) / 1e6 if lat.total else 0.0
+        ok = lat.total > 0 and value_ms <= b.bound_ms
+        met &= ok
+        why.append(f"{b.name} {value_ms:.3g} ms {'<=' if ok else '>'} {b.bound_ms:g} ms")
+    if slo.max_error_rate is not None:
+        scheduled = result.counters["scheduled"]
+        rate = sum(result.by_error.values()) / scheduled if scheduled else 0.0
+        ok = rate <= slo.max_error_rate
+        met &= ok
+        why.append(f"errors {rate:.3%} {'<=' if ok else '>'} {slo.max_error_rate:.3%}")
+    if slo.gpu:
+        per_device = summarize([s.gpu for s in result.intervals if not s.drain])
+        for g in slo.gpu:
+            value = g.value(per_device)
+            if value is None:
+                why.append(f"{g.name}: no GPU figures, not checked")
+                continue
+            ok = value <= g.bound
+            met &= ok
+            why.append(f"{g.name} {value:.3g}{g.unit} {'<=' if ok else '>'} {g.text()}")
+    return {"slo": slo.to_dict(), "met": bool(met), "why": why}

@@ -51,7 +51,7 @@ def make_config(slo, **limits) -> SearchConfig:
         raise ConfigError("--max-steps must be at least 2")
     if cfg.step_s < 3 * cfg.interval_s:
         raise ConfigError(f"--step-duration must hold at least 3 intervals of {cfg.interval_s:g} s")
-    if not cfg.slo.latency and cfg.slo.max_error_rate is None:
+    if not cfg.slo.latency and cfg.slo.max_error_rate is None and not cfg.slo.gpu:
         raise ConfigError("give at least one --slo, e.g. --slo p99=25ms")
     return cfg
 
@@ -59,19 +59,28 @@ def make_config(slo, **limits) -> SearchConfig:
 async def search_async(spec: RunSpec, config: SearchConfig, *,
                        on_step: Callable[[dict, SearchPolicy], None] | None = None,
                        on_interval: Callable[[IntervalSnapshot], None] | None = None,
-                       runlog: str | None = None, stop: asyncio.Event | None = None) -> dict:
+                       runlog: str | None = None, stop: asyncio.Event | None = None,
+                       gpu: str | None = None, gpu_period_s: float = 0.1,
+                       on_warning: Callable[[str], None] | None = None) -> dict:
     """Search for the highest rate meeting config.slo; returns the result dict (docs/search.md).
 
     spec shapes the traffic (URL, arrival, payload, connections, timeout); its rate and
-    duration are ignored. Raises ConfigError before any load if the spec or target is wrong.
+    duration are ignored. gpu: 'nvml', 'nvml:0,1' or 'dcgm=URL' samples GPU telemetry every
+    gpu_period_s on its own thread (a GPU that cannot be read is a warning, not an error).
+    Raises ConfigError before any load if the spec or target is wrong.
     """
     from crestline.engine import Engine, monotonic_ns
     from crestline.runlog import RunlogWriter
+    from crestline.telemetry import GpuTelemetry
 
     spec.validated()
     if spec.workers > 1:
         raise ConfigError("crestline search runs one client process in this version: "
                           "drop --workers (or use --batch-window to lower client CPU)")
+    if config.slo.gpu and not gpu:
+        raise ConfigError(f"the SLO bounds GPU figures ({config.slo.describe()}): add --gpu "
+                          "nvml or --gpu dcgm=URL so they can be measured")
+    telemetry = GpuTelemetry(gpu, gpu_period_s) if gpu else None
     await preflight(spec.target)
     stop = stop or asyncio.Event()
     # A batch window delays slots on purpose: widen the client-validity bound by it (on a copy:
@@ -92,6 +101,15 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     stages = 0
     intervals_seen = [0]  # runlog indices run on across stages
     interrupted = False
+    interval_dicts: list[dict] = []
+    warnings: list[str] = []
+    if telemetry:
+        warnings += telemetry.start()
+        if config.slo.gpu and not telemetry.sampler.available:
+            warnings.append("GPU bounds in the SLO are not checked: no GPU figures")
+        for w in warnings:
+            if on_warning:
+                on_warning(w)
 
     def report_steps():
         for i, step in enumerate(policy.steps):
@@ -115,7 +133,13 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
 
                 def on_snap(snap: IntervalSnapshot, rate=rate, box=box) -> bool:
                     intervals_seen[0] += 1
+                    snap.rate_rps = rate
+                    if telemetry:
+                        telemetry.attach(snap)
                     box[0] = policy.on_interval(snap)
+                    if policy.steps and snap in policy.steps[-1].intervals:
+                        snap.step = len(policy.steps) - 1
+                    interval_dicts.append(snap.to_dict())
                     if log:
                         log.interval(snap)
                     if on_interval:
@@ -131,7 +155,10 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                 speed = rate / trace_rate if spec.arrival == "trace" else spec.speed
                 chunks = workload.chunks(spec.arrival, rate, stage_s, seed, speed=speed,
                                          loop=True)
-                await engine.run_stage(chunks, monotonic_ns() + 1_000_000, stage_s, on_snap,
+                stage_start_ns = monotonic_ns() + 1_000_000
+                if telemetry:
+                    telemetry.align(stage_start_ns, int(config.interval_s * 1e9))
+                await engine.run_stage(chunks, stage_start_ns, stage_s, on_snap,
                                        stop, first_index=intervals_seen[0], drain=False)
                 action = box[0]
             elif isinstance(action, Drain):
@@ -140,15 +167,21 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
         report_steps()
     finally:
         engine.close()
+        if telemetry:
+            telemetry.stop()
         result = policy.result() | {"url": spec.url, "crestline": __version__,
                                     "started_unix_s": started, "interrupted": interrupted,
-                                    "spec": spec.to_dict()}
+                                    "spec": spec.to_dict(), "warnings": warnings,
+                                    "intervals": interval_dicts}
+        if telemetry:
+            result["gpu"] = telemetry.info([d["gpu"] for d in interval_dicts])
         if log:
             log.close(result)
     return result
 
 
-def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, **options) -> dict:
+def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=None,
+           **options) -> dict:
     """Blocking search on a fresh uvloop. options: RunSpec traffic fields (arrival, seed,
     connections, max_inflight, timeout_s, method, headers, body, interval_s, batch_window_s,
     precise) and SearchConfig limits (start_rate_rps, max_rate_rps, step_s, max_step_s,
@@ -164,7 +197,7 @@ def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, **opti
     config = make_config(slo, interval_s=interval_s, **limits)
     spec = RunSpec(url=url, rate_rps=config.start_rate_rps, duration_s=1.0, **options)
     return uvloop.run(search_async(spec, config, on_step=on_step, on_interval=on_interval,
-                                   runlog=runlog))
+                                   runlog=runlog, gpu=gpu))
 
 
 __all__ = ["search", "search_async", "make_config", "Step"]

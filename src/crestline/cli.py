@@ -1,6 +1,9 @@
-"""The `crestline` command: thin argparse over the Python API. Exit codes: 0 success,
-1 another crestline error, 2 usage or configuration error (nothing was sent), 130 interrupted
-by Ctrl-C (results kept)."""
+"""The `crestline` command: thin argparse over the Python API.
+
+Exit codes (docs/cli.md): 0 success; 1 an SLO or capacity assertion not met (run --assert,
+search --assert-capacity); 2 usage or configuration error (nothing was sent); 3 a failure
+during the run (results written so far are kept); 130 interrupted by Ctrl-C (results kept).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import sys
 from crestline import __version__
 from crestline.errors import ConfigError, CrestlineError
 
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_NOT_MET, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 RUN_EXAMPLES = """\
 examples:
@@ -24,6 +27,9 @@ examples:
       -H 'Content-Type: application/json' --body @request.json \\
       --rate 10k --arrival poisson --seed 7 --duration 2m --out result.json
   crestline run http://127.0.0.1:8000/ --rate 50k --workers 2 --hdr-log run.hlog
+  crestline run http://127.0.0.1:8000/ --rate 2k --duration 1m --gpu nvml \
+      --slo p99=25ms --assert                    # exit 1 if p99 > 25 ms: a CI gate
+  crestline run http://127.0.0.1:8000/ --trace prod.cltrace --arrival trace --speed 2
 
 Latency is counted from each request's intended send time (no coordinated omission);
 see docs/measurement.md for every number printed.
@@ -41,6 +47,11 @@ examples:
   crestline search http://127.0.0.1:8000/v2/models/m/infer --method POST \\
       -H 'Content-Type: application/json' --body @request.json \\
       --slo p99=25ms --slo p999=80ms --slo errors=0.1% --max-rate 20k --out search.json
+  crestline search http://10.0.0.7:8000/v2/models/m/infer --method POST --body @req.json \
+      --slo p99=25ms --slo 'gpu_util<=90%' --gpu dcgm=http://10.0.0.7:9400/metrics
+  crestline search http://127.0.0.1:8000/ --slo p99=25ms --trace prod.cltrace \
+      --arrival fitted --runlog search.runlog --assert-capacity 1.5k
+  crestline report search.runlog --html search.html
 
 Finds the highest rate whose steps pass every SLO while staying sustainable (completions keep
 up, no growing backlog), after the server's warm-up; see docs/search.md.
@@ -74,6 +85,28 @@ Point clients at --listen: every request is forwarded to --upstream as sent (Hos
 and the response relayed back as received. Ctrl-C (or SIGTERM) stops recording and closes the
 trace properly. --listen with port 0 picks a free port and prints "listening on HOST:PORT".
 Details: docs/trace-format.md#recording-crestline-record.
+"""
+
+
+REPORT_EXAMPLES = """\
+examples:
+  crestline report search.json
+  crestline report run.runlog --html run.html
+  crestline report run.runlog --hlog run.hlog      # for HdrHistogram's own tools
+  crestline report search.runlog --json > search.json
+
+Reports read files only: nothing is sent. A runlog cut short by a crash or Ctrl-C still gives
+every interval it holds.
+"""
+
+
+COMPARE_EXAMPLES = """\
+examples:
+  crestline compare before.json after.json
+  crestline compare baseline-search.json candidate-search.runlog --json
+
+Two searches compare capacity, latency at the rates both measured (interpolated between
+steps) and GPU efficiency at capacity; two runs compare rates, percentiles and errors.
 """
 
 
@@ -121,11 +154,23 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     g.add_argument("--workers", type=int, default=1,
                    help="client processes, each with its share of the schedule (default 1)"
                    + ("; search: 1 in this version" if search else ""))
+    if not search:
+        g = p.add_argument_group("verdict")
+        g.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
+                       help="check the run against an objective, repeatable: p99=25ms, "
+                       "errors=0.1%%, gpu_util<=90%%")
+        g.add_argument("--assert", dest="assert_slo", action="store_true",
+                       help="exit 1 if the run does not meet every --slo (for CI jobs)")
     if search:
         g = p.add_argument_group("search")
         g.add_argument("--slo", action="append", default=[], required=True,
                        metavar="NAME=VALUE",
-                       help="an objective, repeatable: p99=25ms, p999=80ms, errors=0.1%%")
+                       help="an objective, repeatable: p99=25ms, p999=80ms, errors=0.1%%; "
+                       "GPU bounds need --gpu: gpu_util<=90%%, gpu_mem<=70GiB, "
+                       "gpu_power<=300W, gpu_temp<=85C")
+        g.add_argument("--assert-capacity", default=None, metavar="RATE",
+                       help="exit 1 unless the capacity found is at least RATE (e.g. 1.5k): "
+                       "a capacity regression gate for CI")
         g.add_argument("--start-rate", default="100", help="first rate probed (default 100)")
         g.add_argument("--max-rate", default="1M", help="never probe above (default 1M)")
         g.add_argument("--step-duration", default="10s",
@@ -140,6 +185,13 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
         g.add_argument("--warmup", default="auto", metavar="auto|none|DURATION",
                        help="auto: hold the first rate until latency is steady (MSER); none; "
                        "or a fixed hold such as 30s (default auto)")
+    g = p.add_argument_group("gpu telemetry")
+    g.add_argument("--gpu", default=None, metavar="nvml[:IDX,..]|dcgm=URL",
+                   help="sample GPU utilisation, memory, power, clocks and temperature with the "
+                   "load: nvml (local GPUs, all or by index) or dcgm=http://HOST:9400/metrics "
+                   "(dcgm-exporter on the model server's host); no GPU is a warning, not an error")
+    g.add_argument("--gpu-interval", default="100ms", metavar="DURATION",
+                   help="GPU polling period, on its own thread (default 100ms)")
     g = p.add_argument_group("output")
     g.add_argument("--interval", default="1s", help="reporting interval (default 1s)")
     g.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
@@ -169,18 +221,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(search, search=True)
     sub.add_parser("target", help="serve a loopback HTTP target with known delay and faults",
                    add_help=False)
-    demo = sub.add_parser("demo", help="start a local target and search its capacity, end to end",
-                          description="Starts crestline's loopback target as a FIFO queue with "
-                          "4 workers (2 ms mean service, exponential: an M/M/4 server whose "
-                          "true capacity at p99 <= 20 ms is 1750 rps) and runs a capacity "
-                          "search against it, printing each step and the answer. With --run, "
-                          "offers a fixed rate instead.")
-    demo.add_argument("--quick", action="store_true", help="shorter steps: about a minute")
+    demo = sub.add_parser("demo", help="start the demo model server and find its capacity",
+                          description="Starts the bundled demo model server (a numpy ranking "
+                          "MLP over KServe v2 JSON, with a warm-up phase and a cost that grows "
+                          "with the candidates per request), writes a trace of its realistic "
+                          "payload mix, searches for the highest rate meeting p99 <= 50 ms "
+                          "(warm-up detected and kept out), and writes an HTML report.",
+                          epilog=DEMO_EXAMPLES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--quick", action="store_true",
+                      help="shorter warm-up and steps: under a minute")
     demo.add_argument("--run", action="store_true",
                       help="a plain open-loop run (--rate, --duration) instead of a search")
-    demo.add_argument("--rate", default="1000", help="with --run: requests per second")
-    demo.add_argument("--duration", default="5s", help="with --run: default 5s")
+    demo.add_argument("--rate", default="200", help="with --run: requests per second")
+    demo.add_argument("--duration", default="10s", help="with --run: default 10s")
+    demo.add_argument("--slo", default="p99=50ms", help="the search's SLO (default p99=50ms)")
+    demo.add_argument("--html", default="crestline-demo.html", metavar="OUT.html",
+                      help="the HTML report (default crestline-demo.html; needs "
+                      "crestline[html]); '' for none")
     demo.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
+    demo.add_argument("--runlog", metavar="FILE", help="msgpack record per interval")
     trace = sub.add_parser("trace", help="import and inspect recorded traffic (.cltrace)",
                            description="Recorded traffic: convert HAR or JSON Lines into a "
                            ".cltrace file, and describe the workload a trace holds.",
@@ -221,7 +281,61 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--max-body-bytes", type=int, default=16 << 20, metavar="B",
                      help="bodies larger than this are forwarded but not recorded "
                      "(default 16 MiB)")
+    rep = sub.add_parser("report", help="rebuild reports from a result or runlog, no load sent",
+                         description="Read a result (--out JSON) or a runlog (--runlog) and "
+                         "print its summary; or write it again as JSON, as an HdrHistogram "
+                         "interval log, or as one self-contained HTML file with plots.",
+                         epilog=REPORT_EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rep.add_argument("file", metavar="FILE", help="a result .json or a runlog")
+    rep.add_argument("--json", action="store_true", help="print the result as JSON")
+    rep.add_argument("--hlog", metavar="OUT.hlog",
+                     help="write the latency histograms as an HdrHistogram interval log "
+                     "(needs a runlog)")
+    rep.add_argument("--html", metavar="OUT.html",
+                     help="write an HTML report with plots (needs crestline[html])")
+    cmp_ = sub.add_parser("compare", help="two results side by side, with the change in percent",
+                          description="Compare two results (run or search, JSON or runlog): "
+                          "capacity, latency percentiles at matched rates, errors and GPU "
+                          "efficiency, with B's change against A in percent.",
+                          epilog=COMPARE_EXAMPLES,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmp_.add_argument("a", metavar="A", help="the baseline result (before)")
+    cmp_.add_argument("b", metavar="B", help="the new result (after)")
+    cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    sub.add_parser("demo-server", help="serve the demo model (a numpy ranking MLP, KServe v2)",
+                   add_help=False)
     return p
+
+
+def cmd_report(a) -> int:
+    from crestline.report import load, text
+
+    result = load(a.file)
+    if a.hlog:
+        from crestline.report import write_hlog
+
+        write_hlog(a.file, a.hlog)
+        print(f"wrote {a.hlog}", file=sys.stderr)
+    if a.html:
+        from crestline.report_html import write_html
+
+        write_html(result, a.html)
+        print(f"wrote {a.html}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(result, indent=2))
+    elif not (a.hlog or a.html):
+        print(text(result))
+    return EXIT_OK
+
+
+def cmd_compare(a) -> int:
+    from crestline.compare import compare, format_comparison
+    from crestline.report import load
+
+    c = compare(load(a.a), load(a.b))
+    print(json.dumps(c, indent=2) if a.json else format_comparison(c, a.a, a.b))
+    return EXIT_OK
 
 
 def _spec_from_args(a, rate_rps=None, duration_s=None):
@@ -307,17 +421,35 @@ def _emit(a, data: dict, summary) -> None:
         print(summary(data))
 
 
+def _gpu_period_s(a) -> float:
+    from crestline.units import parse_duration_s
+
+    period_s = parse_duration_s(a.gpu_interval, "--gpu-interval")
+    if not 0.01 <= period_s <= 10:
+        raise ConfigError(f"--gpu-interval {a.gpu_interval!r} must lie between 10ms and 10s")
+    return period_s
+
+
 def cmd_run(a) -> int:
     from crestline.api import run_async
     from crestline.live import LiveLines, summary_table
+    from crestline.slo import parse_slo
 
     spec = _spec_from_args(a)
-    live = None if a.quiet else LiveLines(sys.stderr)
+    slo = parse_slo(a.slo) if a.slo else None
+    if a.assert_slo and slo is None:
+        raise ConfigError("--assert needs at least one --slo, e.g. --slo p99=25ms")
+    live = None if a.quiet else LiveLines(sys.stderr, gpu=bool(a.gpu))
     result = _under_sigint(lambda stop: run_async(
         spec=spec, on_interval=live.interval if live else None, runlog=a.runlog,
-        hdr_log=a.hdr_log, stop=stop))
+        hdr_log=a.hdr_log, stop=stop, gpu=a.gpu, gpu_period_s=_gpu_period_s(a), slo=slo,
+        on_warning=(lambda w: live.line(f"warning: {w}")) if live else None))
     _emit(a, result.to_dict(), summary_table)
-    return EXIT_INTERRUPTED if result.interrupted else EXIT_OK
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    if a.assert_slo and not result.slo_check["met"]:
+        return EXIT_NOT_MET
+    return EXIT_OK
 
 
 def _search_config(a):
@@ -344,50 +476,112 @@ def _search_config(a):
 
 def cmd_search(a) -> int:
     from crestline.capacity import search_async
-    from crestline.live import search_step_line, search_summary
+    from crestline.live import VERDICT_COLOURS, LiveLines, search_step_line, search_summary
+    from crestline.units import parse_rate_rps
 
     config = _search_config(a)
     spec = _spec_from_args(a, rate_rps=config.start_rate_rps, duration_s=1.0)
+    floor_rps = (parse_rate_rps(a.assert_capacity, "--assert-capacity")
+                 if a.assert_capacity else None)
+    gpu_period_s = _gpu_period_s(a)
+    live = None if a.quiet else LiveLines(sys.stderr, gpu=bool(a.gpu), search=True)
 
     def on_step(step: dict, policy) -> None:
-        if not a.quiet:
+        if live:
             done = sum(1 for s in policy.steps if s.verdict is not None)
-            print(search_step_line(done, step, policy),
-                  file=sys.stderr, flush=True)
+            text = search_step_line(done, step, policy)
+            colour = VERDICT_COLOURS.get(step["verdict"])
+            live.line(live.colour(text, f"1;{colour}") if colour else text)
 
-    if not a.quiet:
-        print(f"searching {a.url} for the highest rate with {config.slo.describe()}",
-              file=sys.stderr, flush=True)
-    result = _under_sigint(lambda stop: search_async(spec, config, on_step=on_step,
-                                                     runlog=a.runlog, stop=stop))
+    if live:
+        live.line(f"searching {a.url} for the highest rate with {config.slo.describe()}")
+    result = _under_sigint(lambda stop: search_async(
+        spec, config, on_step=on_step, on_interval=live.interval if live else None,
+        runlog=a.runlog, stop=stop, gpu=a.gpu, gpu_period_s=gpu_period_s,
+        on_warning=(lambda w: live.line(f"warning: {w}")) if live else None))
     _emit(a, result, search_summary)
-    return EXIT_INTERRUPTED if result.get("interrupted") else EXIT_OK
+    if result.get("interrupted"):
+        return EXIT_INTERRUPTED
+    if floor_rps is not None and (result["capacity_rps"] or 0) < floor_rps:
+        print(f"crestline: capacity {result['capacity_rps'] or 0:,.0f} rps is below "
+              f"--assert-capacity {floor_rps:,.0f} rps", file=sys.stderr)
+        return EXIT_NOT_MET
+    return EXIT_OK
+
+
+DEMO_EXAMPLES = """\
+examples:
+  crestline demo                       # about 2 minutes: a search, then crestline-demo.html
+  crestline demo --quick               # under a minute
+  crestline demo --run --rate 300      # a plain run against the demo model
+  crestline demo-server --port 8000    # the demo model alone, to point your own runs at
+
+The demo model server: crestline demo-server --help. The search: docs/search.md.
+"""
+
+
+def _start_demo_server(*flags: str) -> tuple[subprocess.Popen, str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "crestline.demo_server", "--port", "0", "--max-seconds", "1800",
+         *flags], stdout=subprocess.PIPE, text=True,
+        start_new_session=True)  # Ctrl-C stops the search, which then stops the server
+    line = server.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        server.kill()
+        raise CrestlineError(f"the demo model server did not start: {line!r}")
+    return server, line.removeprefix("listening on ")
 
 
 def cmd_demo(a) -> int:
-    target = subprocess.Popen(
-        [sys.executable, "-m", "crestline.target", "--port", "0", "--servers", "4",
-         "--service-ms", "2", "--service-dist", "exp", "--max-seconds", "1800"],
-        stdout=subprocess.PIPE, text=True,
-        start_new_session=True)  # Ctrl-C stops the run, which then stops the target
+    import tempfile
+
+    from crestline.demo_requests import write_demo_trace
+
+    # --quick: a shorter server warm-up, which the search still has to find.
+    server, hostport = _start_demo_server("--warmup-s", "4" if a.quick else "10")
+    workdir = tempfile.mkdtemp(prefix="crestline-demo-")
     try:
-        line = target.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            raise CrestlineError(f"the demo target did not start: {line!r}")
-        url = f"http://{line.removeprefix('listening on ')}/"
-        print(f"demo target at {url}: 4 workers, 2 ms mean service (M/M/4; true capacity "
-              "1750 rps at p99 <= 20 ms under Poisson arrivals)", file=sys.stderr)
-        out = ["--out", a.out] if a.out else []
+        url = f"http://{hostport}/v2/models/ranker/infer"
+        trace = os.path.join(workdir, "ranker.cltrace")
+        write_demo_trace(trace, count=400, seed=1)
+        print(f"demo model server at {url}: a ranking MLP scoring 10..400 candidates per "
+              "request (KServe v2 JSON), 2 model threads, slow for its first seconds",
+              file=sys.stderr)
+        out = os.path.join(workdir, "result.json")
+        common = ["--trace", trace, "--arrival", "poisson", "--seed", "1", "--out", out]
+        if a.runlog:
+            common += ["--runlog", a.runlog]
         if a.run:
-            return cmd_run(build_parser().parse_args(
-                ["run", url, "--rate", a.rate, "--duration", a.duration] + out))
-        return cmd_search(build_parser().parse_args(
-            ["search", url, "--slo", "p99=20ms", "--arrival", "poisson", "--seed", "1",
-             "--start-rate", "200", "--warmup", "none",
-             "--step-duration", "3s" if a.quick else "5s"] + out))
+            rc = cmd_run(build_parser().parse_args(
+                ["run", url, "--rate", a.rate, "--duration", a.duration] + common))
+        else:
+            rc = cmd_search(build_parser().parse_args(
+                ["search", url, "--slo", a.slo, "--start-rate", "150", "--max-rate", "5k",
+                 "--step-duration", "2s" if a.quick else "4s", "--tolerance",
+                 "4%" if a.quick else "2%", "--warmup", "auto"] + common))
+        if not os.path.exists(out):
+            return rc
+        with open(out) as f:
+            result = json.load(f)
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+        if a.html:
+            try:
+                from crestline.report_html import write_html
+
+                write_html(result, a.html)
+                print(f"report: {os.path.abspath(a.html)}", file=sys.stderr)
+            except ConfigError as exc:  # matplotlib missing: the search itself still stands
+                print(f"no HTML report: {exc}", file=sys.stderr)
+        return rc
     finally:
-        target.terminate()
-        target.wait(timeout=10)
+        server.terminate()
+        server.wait(timeout=10)
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def cmd_trace(a) -> int:
@@ -459,6 +653,10 @@ def main(argv=None) -> int:
         from crestline import target
 
         return target.main(argv[1:])
+    if argv[:1] == ["demo-server"]:
+        from crestline import demo_server
+
+        return demo_server.main(argv[1:])
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
@@ -472,6 +670,10 @@ def main(argv=None) -> int:
             return cmd_trace(a)
         if a.command == "record":
             return cmd_record(a)
+        if a.command == "report":
+            return cmd_report(a)
+        if a.command == "compare":
+            return cmd_compare(a)
         parser.print_help()
         return EXIT_USAGE
     except ConfigError as exc:
@@ -479,7 +681,7 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except CrestlineError as exc:
         print(f"crestline: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("crestline: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -97,9 +97,11 @@ class Engine:
                 boundary_ns = monotonic_ns()
             else:
                 core.pump()
-            end_now = on_snapshot(IntervalSnapshot.from_core(
+            snap = IntervalSnapshot.from_core(
                 first_index + k, (boundary_ns - start_ns) / 1e9, (boundary_ns - prev_ns) / 1e9,
-                core.take_interval(), class_names=self.class_names))
+                core.take_interval(), class_names=self.class_names)
+            snap.mono_start_ns, snap.mono_end_ns = prev_ns, boundary_ns
+            end_now = on_snapshot(snap)
             prev_ns = boundary_ns
             k += 1
             if stopped or boundary_ns >= end_ns:
@@ -128,9 +130,11 @@ class Engine:
         if core.inflight:
             core.abandon(f"still in flight when the run ended (drained {limit_ns / 1e9:g} s)")
         now = monotonic_ns()
-        on_snapshot(IntervalSnapshot.from_core(
+        snap = IntervalSnapshot.from_core(
             index, (now - start_ns) / 1e9, (now - t0) / 1e9, core.take_interval(), drain=True,
-            class_names=self.class_names))
+            class_names=self.class_names)
+        snap.mono_start_ns, snap.mono_end_ns = t0, now
+        on_snapshot(snap)
 
     async def wait_idle(self, max_s: float) -> float:
         """Offer nothing until nothing is in flight (at most max_s; the rest are abandoned as

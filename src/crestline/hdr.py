@@ -134,6 +134,15 @@ class Hist:
             "mean": self.mean_ns() / 1e6,
         }
 
+    def distribution_ms(self) -> list[list[float]]:
+        """[[percentile, ms], ...] at DISTRIBUTION_POINTS: the percentile spectrum a report
+        plots (log scale on the tail), capped at the exact maximum; [] when empty."""
+        if self.total == 0:
+            return []
+        top = self.max_ns
+        values = self.values_at(DISTRIBUTION_POINTS)
+        return [[p, min(v, top) / 1e6] for p, v in zip(DISTRIBUTION_POINTS, values, strict=True)]
+
     # -- interchange ----------------------------------------------------------------------
     def to_hdrh(self) -> HdrHistogram:
         h = HdrHistogram(LOWEST_NS, HIGHEST_NS, SIGNIFICANT_DIGITS)
@@ -177,6 +186,11 @@ class Hist:
         nz, vals, self.total, self.min_ns, self.max_ns, self.clamped = state
         self.counts = np.zeros(COUNTS_LEN, dtype=np.uint64)
         self.counts[nz] = vals
+
+
+# Percentiles of the spectrum in results: dense where tails live (each "nine" gets points).
+DISTRIBUTION_POINTS = (0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9,
+                       99.95, 99.99, 99.995, 99.999, 100.0)
 
 
 def index_of(values_ns: np.ndarray) -> np.ndarray:

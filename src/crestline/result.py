@@ -57,6 +57,14 @@ class IntervalSnapshot:
     # Per-class latency with a trace: {"by_class": {name: Hist}, "by_size": {bucket: Hist}},
     # classes with no completion left out.
     classes: dict = field(default_factory=dict)
+    # Where the interval sits on CLOCK_MONOTONIC (the GPU sampler's clock), set by the engine.
+    mono_start_ns: int = 0
+    mono_end_ns: int = 0
+    # GPU telemetry over this interval: {device id: crestline.gpu window figures}, or None.
+    gpu: dict | None = None
+    # In a search: the step this interval belongs to (None during warm-up) and its rate.
+    step: int | None = None
+    rate_rps: float | None = None
 
     @classmethod
     def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
@@ -98,13 +106,15 @@ class IntervalSnapshot:
                 self.hists[name] = h.copy()
         add_classes(self.classes, other.classes)
         self.dur_s = max(self.dur_s, other.dur_s)
+        self.mono_start_ns = self.mono_start_ns or other.mono_start_ns
+        self.mono_end_ns = max(self.mono_end_ns, other.mono_end_ns)
         return self
 
     def to_dict(self) -> dict:
-        lat = self.latency.values_at((50.0, 99.0))
+        lat = self.latency.summary_ms()
         lag = self.hists["send_lag"].values_at((99.0,))
         dur = self.dur_s or float("nan")
-        return {
+        d = {
             "t_s": round(self.t_s, 6),
             "dur_s": round(self.dur_s, 6),
             "drain": self.drain,
@@ -120,9 +130,14 @@ class IntervalSnapshot:
             # The drain's rates would divide by a few ms of draining: not comparable, so null.
             "offered_rps": None if self.drain else self.scheduled / dur,
             "achieved_rps": None if self.drain else self.completed / dur,
-            "latency_ms": {"p50": lat[0] / 1e6, "p99": lat[1] / 1e6},
+            "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "p999", "max")},
             "send_lag_ms": {"p99": lag[0] / 1e6},
+            "gpu": self.gpu,
         }
+        if self.step is not None or self.rate_rps is not None:
+            d["step"] = self.step
+            d["rate_rps"] = self.rate_rps
+        return d
 
 
 @dataclass
@@ -140,6 +155,10 @@ class RunResult:
     interrupted: bool = False
     warnings: list = field(default_factory=list)
     classes: dict = field(default_factory=dict)
+    # {"source", "devices", "summary", "warnings"} when GPU telemetry was asked for.
+    gpu: dict | None = None
+    # The run's own SLO check (crestline run --slo): {"slo": {...}, "met": bool, "why": [...]}
+    slo_check: dict | None = None
 
     def add(self, snap: IntervalSnapshot) -> None:
         """Fold one (merged) interval into the totals."""
@@ -202,6 +221,7 @@ class RunResult:
         ok, reasons = self.client_check()
         errors = sum(self.by_error.values())
         return {
+            "kind": "run",
             "crestline": self.spec.get("version"),
             "url": self.spec.get("url"),
             "target_rps": self.spec.get("rate_rps"),
@@ -221,6 +241,7 @@ class RunResult:
                 "error_messages": {k: list(v) for k, v in self.messages.items()},
             },
             "latency_ms": self.hists["latency"].summary_ms(),
+            "latency_distribution_ms": self.hists["latency"].distribution_ms(),
             "service_ms": self.hists["service"].summary_ms(),
             "send_lag_ms": self.hists["send_lag"].summary_ms(),
             "schedule_lag_ms": self.hists["schedule_lag"].summary_ms(),
@@ -228,6 +249,10 @@ class RunResult:
             "client_ok": ok,
             "client_problems": reasons,
             "warnings": list(self.warnings),
+            "slo": self.slo_check["slo"] if self.slo_check else None,
+            "slo_met": self.slo_check["met"] if self.slo_check else None,
+            "slo_why": self.slo_check["why"] if self.slo_check else [],
+            "gpu": self.gpu,
             "spec": self.spec,
             **{family: {name: {"completed": h.total, "latency_ms": h.summary_ms()}
                         for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}

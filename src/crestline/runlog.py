@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from dataclasses import dataclass, field
 
 import msgpack
 
@@ -44,6 +45,10 @@ class RunlogWriter:
                                 "clamped": h.clamped} for name, h in snap.hists.items()}}
         for name in COUNTER_NAMES:
             rec[name] = getattr(snap, name)
+        if snap.gpu is not None:
+            rec["gpu"] = snap.gpu
+        if snap.step is not None or snap.rate_rps is not None:
+            rec["step"], rec["rate_rps"] = snap.step, snap.rate_rps
         self._write(rec)
 
     def record(self, kind: str, data: dict) -> None:
@@ -58,30 +63,69 @@ class RunlogWriter:
         self._f.close()
 
 
-def read_runlog(path: str) -> tuple[dict, list[IntervalSnapshot], dict | None]:
-    """(header, interval snapshots, summary or None if the run did not finish)."""
-    header, intervals, summary = None, [], None
+@dataclass
+class RunlogContents:
+    """Everything a runlog holds. summary is None when the run did not finish (a crash or a
+    kill): the intervals (and a search's steps) written until then are still all there."""
+
+    header: dict
+    intervals: list[IntervalSnapshot] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+    summary: dict | None = None
+
+    @property
+    def kind(self) -> str:
+        """'search' or 'run'."""
+        return "search" if "search" in self.header.get("spec", {}) else "run"
+
+
+def load_runlog(path: str) -> RunlogContents:
+    """Read a runlog. Raises CrestlineError if it is not one; a truncated tail is ignored."""
+    contents = None
+    intervals, steps, summary = [], [], None
     with open(path, "rb") as f:
         unpacker = msgpack.Unpacker(f, raw=False, max_buffer_size=64 << 20)
-        for rec in unpacker:
-            kind = rec.get("type") if isinstance(rec, dict) else None
-            if kind == "header":
-                if rec.get("format") != RUNLOG_FORMAT or rec.get("version") != RUNLOG_VERSION:
-                    raise CrestlineError(f"{path}: not a crestline runlog version {RUNLOG_VERSION}")
-                header = rec
-            elif kind == "interval":
-                snap = IntervalSnapshot(rec["index"], rec["t_s"], rec["dur_s"], drain=rec["drain"])
-                for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
-                    setattr(snap, name, rec[name])
-                snap.by_error = dict(rec["by_error"])
-                snap.messages = [tuple(m) for m in rec["messages"]]
-                snap.hists = {n: _hist(rec["hists"][n]) for n in HIST_NAMES if n in rec["hists"]}
-                intervals.append(snap)
-            elif kind == "summary":
-                summary = rec["result"]
-    if header is None:
+        try:
+            for rec in unpacker:
+                kind = rec.get("type") if isinstance(rec, dict) else None
+                if kind == "header":
+                    if (rec.get("format") != RUNLOG_FORMAT
+                            or rec.get("version") != RUNLOG_VERSION):
+                        raise CrestlineError(
+                            f"{path}: not a crestline runlog version {RUNLOG_VERSION}")
+                    contents = RunlogContents(rec)
+                elif kind == "interval":
+                    intervals.append(_snapshot(rec))
+                elif kind == "step":
+                    steps.append(rec)
+                elif kind == "summary":
+                    summary = rec["result"]
+        except (msgpack.UnpackException, ValueError) as exc:
+            if contents is None:
+                raise CrestlineError(f"{path}: not a crestline runlog ({exc})") from None
+            # A record cut short by a crash: keep everything before it.
+    if contents is None:
         raise CrestlineError(f"{path}: no runlog header; is this a crestline runlog?")
-    return header, intervals, summary
+    contents.intervals, contents.steps, contents.summary = intervals, steps, summary
+    return contents
+
+
+def read_runlog(path: str) -> tuple[dict, list[IntervalSnapshot], dict | None]:
+    """(header, interval snapshots, summary or None if the run did not finish)."""
+    c = load_runlog(path)
+    return c.header, c.intervals, c.summary
+
+
+def _snapshot(rec: dict) -> IntervalSnapshot:
+    snap = IntervalSnapshot(rec["index"], rec["t_s"], rec["dur_s"], drain=rec["drain"])
+    for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
+        setattr(snap, name, rec[name])
+    snap.by_error = dict(rec["by_error"])
+    snap.messages = [tuple(m) for m in rec["messages"]]
+    snap.hists = {n: _hist(rec["hists"][n]) for n in HIST_NAMES if n in rec["hists"]}
+    snap.gpu = rec.get("gpu")
+    snap.step, snap.rate_rps = rec.get("step"), rec.get("rate_rps")
+    return snap
 
 
 def _hist(rec: dict) -> Hist:

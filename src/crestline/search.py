@@ -20,6 +20,7 @@ from crestline.hdr import Hist
 from crestline.result import IntervalSnapshot, add_classes
 from crestline.slo import Slo
 from crestline.stepjudge import StepJudge, Verdict
+from crestline.telemetry import efficiency
 from crestline.warmup import is_warm
 
 
@@ -99,6 +100,8 @@ class Step:
             "measured_s": sum(s.dur_s for s in measured),
             "samples": completed,
             "margin": v.margin if v else None,
+            "distribution_ms": lat.distribution_ms(),
+            "gpu": efficiency([s.gpu for s in measured], completed / mdur if measured else None),
             # with a trace: which requests were slow at this rate
             **{family: {name: {"completed": h.total, "latency_ms": {
                 "p50": min(h.values_at((50.0,))[0], h.max_ns) / 1e6,
@@ -232,6 +235,8 @@ class SearchPolicy:
     def _after_step(self, step: Step):
         v = step.verdict
         rate = step.rate_rps
+        if v.abort:
+            return self._finish(f"stopped: {v.why}", converged=False)
         if step.phase == "confirm" and v.verdict == "unsure":
             # Neither side of the bound by more than the noise: the earlier pass stands.
             self._moved.append("lo")
@@ -398,7 +403,11 @@ class SearchPolicy:
     def result(self) -> dict:
         """The search's outcome: the `--out` JSON contract (docs/search.md)."""
         cfg = self.cfg
+        steps = [s.to_dict() for s in self.steps if s.verdict is not None]
+        at_capacity = [d for d in steps if d["verdict"] == "pass" and d["rate_rps"] == self.lo
+                       and not d["why"].startswith("discarded")]
         return {
+            "kind": "search",
             "capacity_rps": self.lo,
             "converged": self.converged,
             "reason": self.done_reason or "not finished",
@@ -410,7 +419,8 @@ class SearchPolicy:
             "drain_s": self.drain_s,
             "client_ceiling_rps": self.client_ceiling,
             "config": cfg.to_dict(),
-            "steps": [s.to_dict() for s in self.steps if s.verdict is not None],
+            "capacity_gpu": at_capacity[-1]["gpu"] if at_capacity else None,
+            "steps": steps,
         }
 
 

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from crestline.gpu import guard_trouble
 from crestline.hdr import Hist, index_of
 from crestline.result import IntervalSnapshot
 from crestline.slo import Slo
+from crestline.telemetry import summarize
 
 # Wald's SPRT thresholds for 5% error each way: ln((1 - beta) / alpha).
 _SPRT_A = math.log(0.95 / 0.05)
@@ -43,6 +45,7 @@ class Verdict:
     spikes: int = 0
     starved: bool = False  # unsure only for want of samples, while the estimate passes
     decisive: bool = False  # a clear fail (far over, queue growing): not worth a re-test
+    abort: bool = False  # the GPU failed (an XID error): no later step can be trusted
 
 
 def _exceed(h: Hist, bound_ns: int) -> int:
@@ -145,6 +148,14 @@ class StepJudge:
         if len(late) > max(1, k // 10):
             return Verdict("invalid", f"client fell behind its schedule in {len(late)} of {k} "
                            "intervals (schedule lag p99 over bound)", 0.0, measured)
+
+        # 1b. The GPU guard: thermal throttling or an XID error ends the step at once (clocks
+        # were cut, or the device faulted, so latency here says nothing about the model).
+        for s in intervals:
+            trouble = guard_trouble(s.gpu) if s.gpu else None
+            if trouble:
+                return Verdict("fail", f"stopped by the GPU guard: {trouble}", 0.5, measured,
+                               decisive=True, abort="XID" in trouble)
 
         # 2. Spikes: isolated bad intervals that recover, tail-only.
         p50s = np.array([_p50_ns(s) for s in measured], dtype=np.float64)
@@ -259,6 +270,16 @@ class StepJudge:
                     if scheduled < 3 / e_max:
                         starved_terms += 1
                     undecided.append(desc)
+        if self.slo.gpu:
+            per_device = summarize([s.gpu for s in measured])
+            for g in self.slo.gpu:
+                value = g.value(per_device)
+                if value is None:
+                    continue  # no figure: the run's warnings say why
+                margin = max(margin, math.log(max(value, 1e-9) / g.bound))
+                desc = f"{g.name} {value:.3g}{g.unit} vs {g.text()}"
+                # A level, not a tail: three measured intervals settle it.
+                (fails if value > g.bound and k >= 3 else whys).append(desc)
         margin = max(-3.0, min(3.0, margin))
         spikes = len([i for i in excused if i not in late])
         note = f"; {spikes} spike interval(s) excused" if spikes else ""

@@ -23,9 +23,11 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
         CLI + ["search", t.url, "--slo", "p99=10ms", "--arrival", "poisson", "--seed", "1",
                "--start-rate", "200", "--step-duration", "5s", "--warmup", "none",
                "--connections", "64", "--max-time", "8m", "--out", str(out),
-               "--runlog", str(runlog)],
+               "--runlog", str(runlog), "--assert-capacity", "100k"],
         capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-2000:]
+    # the search ran to the end; only the capacity gate failed
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "below --assert-capacity 100,000 rps" in p.stderr
     r = json.loads(out.read_text())
     for key in ("capacity_rps", "converged", "reason", "slo", "bracket", "warmup_s", "steps"):
         assert key in r
@@ -34,6 +36,16 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
         for key in ("rate_rps", "achieved_rps", "latency_ms", "error_rate", "duration_s", "why"):
             assert key in step
         assert set(step["latency_ms"]) >= {"p50", "p99", "p999"}
+        pcts = [pct for pct, _ in step["distribution_ms"]]
+        values = [ms for _, ms in step["distribution_ms"]]
+        assert pcts[0] == 0 and pcts[-1] == 100 and values == sorted(values)
+    assert r["kind"] == "search" and r["capacity_gpu"] is None
+    # every interval, labelled with its step and rate
+    assert len(r["intervals"]) > 20
+    labelled = [iv for iv in r["intervals"] if iv["step"] is not None]
+    assert {iv["step"] for iv in labelled} == set(range(len(r["steps"])))
+    for iv in labelled:
+        assert iv["rate_rps"] == r["steps"][iv["step"]]["rate_rps"]
     assert r["slo"] == {"p99": "10ms"}
     cap = r["capacity_rps"]
     assert abs(cap / TRUTH_RPS - 1) <= 0.05, (cap, [(s["rate_rps"], s["verdict"], s["why"])
@@ -46,6 +58,14 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
         kinds = [rec["type"] for rec in msgpack.Unpacker(f, raw=False)]
     assert kinds[0] == "header" and kinds[-1] == "summary"
     assert kinds.count("step") == len(r["steps"]) and kinds.count("interval") > 20
+    # the same search compared with itself: no change anywhere
+    p = subprocess.run(CLI + ["compare", str(out), str(runlog), "--json"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["rows"]
+    assert rows[0]["metric"] == "capacity" and rows[0]["change_pct"] == 0
+    assert any(row["metric"].startswith("p99 at") for row in rows)
+    assert all(row["change_pct"] in (0, None) for row in rows)
 
 
 def test_search_bad_input_is_exit_2(listener):

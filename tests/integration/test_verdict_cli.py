@@ -1,0 +1,77 @@
+"""Verdicts a CI job can gate on, and `crestline compare`: real runs on loopback targets."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "crestline.cli"]
+
+
+def crestline(*args, timeout=60):
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_run_slo_assert_exit_codes(target, tmp_path):
+    t = target("--delay-ms", "5")
+    out = tmp_path / "r.json"
+    p = crestline("run", t.url, "--rate", "200", "--duration", "2s", "--slo", "p99=1ms",
+                  "--slo", "errors=0", "--assert", "--out", out)
+    assert p.returncode == 1, p.stderr
+    d = json.loads(out.read_text())
+    assert d["slo"] == {"p99": "1ms", "errors": "0%"} and d["slo_met"] is False
+    assert d["slo_why"][0].startswith("p99 ") and d["slo_why"][0].endswith(" ms > 1 ms")
+    assert "NOT met" in p.stdout
+    p = crestline("run", t.url, "--rate", "200", "--duration", "2s", "--slo", "p99=50ms",
+                  "--assert", "--quiet", "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(out.read_text())["slo_met"] is True
+    # without --assert an unmet SLO is reported, not an exit code
+    p = crestline("run", t.url, "--rate", "200", "--duration", "1s", "--slo", "p50=1ms",
+                  "--quiet")
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--assert"], "--assert needs"),
+    (["--slo", "gpu_util<=90%"], "add --gpu"),
+    (["--gpu", "cuda:0"], "--gpu"),
+    (["--gpu", "dcgm=ftp://host/metrics"], "http://"),
+    (["--gpu-interval", "1ms", "--gpu", "nvml"], "--gpu-interval"),
+])
+def test_bad_verdict_and_gpu_options_are_exit_2_with_nothing_sent(listener, args, expect):
+    p = crestline("run", f"http://127.0.0.1:{listener.port}/", "--rate", "100",
+                  "--duration", "1s", *args)
+    assert p.returncode == 2, p.stderr
+    assert expect in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert listener.accepted() == 0
+
+
+def test_compare_two_runs(target, tmp_path):
+    fast, slow = target("--delay-ms", "2"), target("--delay-ms", "6")
+    a, b = tmp_path / "a.json", tmp_path / "b.runlog"
+    for t, args in ((fast, ["--out", a]), (slow, ["--runlog", b])):
+        p = crestline("run", t.url, "--rate", "300", "--duration", "2s", "--quiet", *args)
+        assert p.returncode == 0, p.stderr
+    p = crestline("compare", a, b, "--json")
+    assert p.returncode == 0, p.stderr
+    c = json.loads(p.stdout)
+    rows = {r["metric"]: r for r in c["rows"]}
+    p50 = rows["latency p50"]
+    assert 1.9 < p50["a"] < 4 and 5.9 < p50["b"] < 10
+    assert p50["change_pct"] == pytest.approx(100 * (p50["b"] / p50["a"] - 1))
+    assert rows["achieved"]["change_pct"] == pytest.approx(0, abs=3)
+    assert any("different targets" in n for n in c["notes"])
+    text = crestline("compare", a, b).stdout
+    assert "latency p50 (ms)" in text and "worse" in text
+
+
+def test_compare_refuses_a_run_against_a_search(tmp_path):
+    run = {"kind": "run", "url": "u", "requests": {}, "latency_ms": {}}
+    search = {"kind": "search", "capacity_rps": 1.0, "steps": []}
+    (tmp_path / "r.json").write_text(json.dumps(run))
+    (tmp_path / "s.json").write_text(json.dumps(search))
+    p = crestline("compare", tmp_path / "r.json", tmp_path / "s.json")
+    assert p.returncode == 2 and "cannot compare a run with a search" in p.stderr

@@ -129,6 +129,14 @@ class StepJudge:
 
         full_length: no verdict before max_step_s (a confirmation step).
         """
+        # 0. The GPU guard: thermal throttling or an XID error ends the step at once (clocks
+        # were cut, or the device faulted, so latency here says nothing about the model).
+        for s in intervals:
+            trouble = guard_trouble(s.gpu) if s.gpu else None
+            if trouble:
+                return Verdict("fail", f"stopped by the GPU guard: {trouble}", 0.5,
+                               intervals[self.settle:], decisive=True, abort="XID" in trouble)
+
         measured = intervals[self.settle:]
         k = len(measured)
         if k == 0:
@@ -148,14 +156,6 @@ class StepJudge:
         if len(late) > max(1, k // 10):
             return Verdict("invalid", f"client fell behind its schedule in {len(late)} of {k} "
                            "intervals (schedule lag p99 over bound)", 0.0, measured)
-
-        # 1b. The GPU guard: thermal throttling or an XID error ends the step at once (clocks
-        # were cut, or the device faulted, so latency here says nothing about the model).
-        for s in intervals:
-            trouble = guard_trouble(s.gpu) if s.gpu else None
-            if trouble:
-                return Verdict("fail", f"stopped by the GPU guard: {trouble}", 0.5, measured,
-                               decisive=True, abort="XID" in trouble)
 
         # 2. Spikes: isolated bad intervals that recover, tail-only.
         p50s = np.array([_p50_ns(s) for s in measured], dtype=np.float64)

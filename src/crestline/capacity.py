@@ -137,8 +137,12 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                     if telemetry:
                         telemetry.attach(snap)
                     box[0] = policy.on_interval(snap)
-                    if policy.steps and snap in policy.steps[-1].intervals:
-                        snap.step = len(policy.steps) - 1
+                    # The interval that decides a step may already be followed by the next
+                    # step's (empty) entry: look at the last two.
+                    for i in range(len(policy.steps) - 1, max(len(policy.steps) - 3, -1), -1):
+                        if any(x is snap for x in policy.steps[i].intervals):
+                            snap.step = i
+                            break
                     interval_dicts.append(snap.to_dict())
                     if log:
                         log.interval(snap)

@@ -309,9 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_report(a) -> int:
-    from crestline.report import load, text
+    from crestline.report import load_with_runlog, text
 
-    result = load(a.file)
+    result, contents = load_with_runlog(a.file)
     if a.hlog:
         from crestline.report import write_hlog
 
@@ -320,7 +320,7 @@ def cmd_report(a) -> int:
     if a.html:
         from crestline.report_html import write_html
 
-        write_html(result, a.html)
+        write_html(result, a.html, runlog_contents=contents)
         print(f"wrote {a.html}", file=sys.stderr)
     if a.json:
         print(json.dumps(result, indent=2))

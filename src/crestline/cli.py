@@ -538,7 +538,7 @@ def cmd_demo(a) -> int:
     from crestline.demo_requests import write_demo_trace
 
     # --quick: a shorter server warm-up, which the search still has to find.
-    server, hostport = _start_demo_server("--warmup-s", "4" if a.quick else "10")
+    server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
     workdir = tempfile.mkdtemp(prefix="crestline-demo-")
     try:
         url = f"http://{hostport}/v2/models/ranker/infer"
@@ -556,9 +556,9 @@ def cmd_demo(a) -> int:
                 ["run", url, "--rate", a.rate, "--duration", a.duration] + common))
         else:
             rc = cmd_search(build_parser().parse_args(
-                ["search", url, "--slo", a.slo, "--start-rate", "150", "--max-rate", "5k",
-                 "--step-duration", "2s" if a.quick else "4s", "--tolerance",
-                 "4%" if a.quick else "2%", "--warmup", "auto"] + common))
+                ["search", url, "--slo", a.slo, "--start-rate", "300" if a.quick else "150",
+                 "--max-rate", "5k", "--step-duration", "3s" if a.quick else "5s",
+                 "--tolerance", "5%" if a.quick else "2%", "--warmup", "auto"] + common))
         if not os.path.exists(out):
             return rc
         with open(out) as f:

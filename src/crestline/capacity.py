@@ -179,13 +179,14 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                                     "intervals": interval_dicts}
         if telemetry:
             result["gpu"] = telemetry.info([d["gpu"] for d in interval_dicts])
+            warnings += [w for w in result["gpu"]["warnings"] if w not in warnings]
         if log:
             log.close(result)
     return result
 
 
 def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=None,
-           **options) -> dict:
+           gpu_period_s: float = 0.1, on_warning=None, **options) -> dict:
     """Blocking search on a fresh uvloop. options: RunSpec traffic fields (arrival, seed,
     connections, max_inflight, timeout_s, method, headers, body, interval_s, batch_window_s,
     precise) and SearchConfig limits (start_rate_rps, max_rate_rps, step_s, max_step_s,
@@ -201,7 +202,8 @@ def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=No
     config = make_config(slo, interval_s=interval_s, **limits)
     spec = RunSpec(url=url, rate_rps=config.start_rate_rps, duration_s=1.0, **options)
     return uvloop.run(search_async(spec, config, on_step=on_step, on_interval=on_interval,
-                                   runlog=runlog, gpu=gpu))
+                                   runlog=runlog, gpu=gpu, gpu_period_s=gpu_period_s,
+                                   on_warning=on_warning))
 
 
 __all__ = ["search", "search_async", "make_config", "Step"]

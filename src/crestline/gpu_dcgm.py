@@ -16,7 +16,7 @@ import urllib.request
 
 from crestline.gpu import GpuReading, GpuUnavailable, Warnings, decode_reasons, device_order
 
-_INSTALL = "pip install 'crestline[gpu]'"
+_INSTALL = "pip install prometheus_client (a crestline dependency: reinstall crestline)"
 _MAX_BYTES = 16 << 20  # a scrape of a 16-GPU node is ~100 kB; anything larger is not one
 
 # DCGM field -> GpuReading attribute, read as is (units: %, MiB, W, mJ, MHz, °C, ratio).

@@ -19,7 +19,7 @@ import time
 from crestline.gpu import THROTTLE_BITS, GpuReading, GpuUnavailable, Warnings, decode_reasons
 
 _MIB = 1 << 20
-_INSTALL = "pip install 'crestline[gpu]'"
+_INSTALL = "pip install nvidia-ml-py (a crestline dependency: reinstall crestline)"
 # pynvml constant suffix (nvmlClocksEventReason<X>, formerly nvmlClocksThrottleReason<X>)
 # -> the reason's name in readings.
 _REASON_SUFFIXES = {

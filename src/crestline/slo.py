@@ -102,13 +102,15 @@ def _gpu_bound(name: str, value: str, item: str) -> GpuBound:
     if not m:
         raise ConfigError(f"bad --slo {item!r}: write e.g. {example}")
     number, unit = float(m.group(1)), (m.group(2) or "")
-    if name == "gpu_mem":
+    if name == "gpu_mem" and number > 0:
         if unit == "%":
             return GpuBound(name, number, "%")
         scale = {"gib": 1024.0, "gb": 1e9 / 2**20, "mib": 1.0, "mb": 1e6 / 2**20}.get(unit)
         if scale is None:
             raise ConfigError(f"bad --slo {item!r}: give gpu_mem in GiB, MiB or %, e.g. {example}")
         return GpuBound(name, number * scale, "MiB")
+    if not number > 0:
+        raise ConfigError(f"bad --slo {item!r}: the bound must be positive, e.g. {example}")
     if unit and unit != unit_written.lower():
         raise ConfigError(f"bad --slo {item!r}: {name} is in {unit_written}, e.g. {example}")
     if name == "gpu_util" and not 0 < number <= 100:

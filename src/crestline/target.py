@@ -207,8 +207,18 @@ class TargetServer:
             proto.transport.close()
 
 
+EXAMPLES = """\
+examples:
+  crestline target --port 8080 --delay-ms 5
+  crestline target --port 8080 --stall-at 5 --stall-ms 300       # one 300 ms stall at 5 s
+  crestline target --port 8080 --fail-every 100 --reset-every 500  # 1% 503s, 0.2% resets
+  crestline target --port 0 --servers 4 --service-ms 2 --service-dist exp  # an M/M/4 queue
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crestline target", description=__doc__,
+                                epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")

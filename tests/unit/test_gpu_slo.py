@@ -51,6 +51,7 @@ def test_parse_gpu_bounds():
 @pytest.mark.parametrize("bad,match", [
     ("gpu_util<=190%", r"\(0, 100\]"), ("gpu_power<=3C", "in W"), ("gpu_mem<=7", "GiB"),
     ("gpu_util<=", "gpu_util<=90%"), ("gpu_temp<=hot", "gpu_temp<=85C"),
+    ("gpu_power<=0W", "positive"),
 ])
 def test_bad_gpu_bounds(bad, match):
     with pytest.raises(ConfigError, match=match):

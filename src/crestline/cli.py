@@ -511,7 +511,7 @@ def cmd_search(a) -> int:
 
 DEMO_EXAMPLES = """\
 examples:
-  crestline demo                       # about 2 minutes: a search, then crestline-demo.html
+  crestline demo                       # about 90 s: a search, then crestline-demo.html
   crestline demo --quick               # under a minute
   crestline demo --run --rate 300      # a plain run against the demo model
   crestline demo-server --port 8000    # the demo model alone, to point your own runs at

@@ -1,4 +1,5 @@
-"""Import direction: the pure layer never loads the compiled core."""
+"""Import direction: the pure layer never loads the compiled core; reports and the GPU
+sampler never load the engine, the CLI or an HTTP stack of their own."""
 
 import subprocess
 import sys
@@ -7,7 +8,9 @@ PURE = ["crestline", "crestline.errors", "crestline.units", "crestline.arrivals"
         "crestline.hdr", "crestline.result", "crestline.spec", "crestline.runlog",
         "crestline.live", "crestline.slo", "crestline.warmup", "crestline.stepjudge",
         "crestline.search", "crestline.sim", "crestline.trace",
-        "crestline.trace_import", "crestline.trace_info"]
+        "crestline.trace_import", "crestline.trace_info", "crestline.gpu",
+        "crestline.telemetry", "crestline.compare", "crestline.report",
+        "crestline.workload", "crestline.demo_requests"]
 
 
 def test_pure_modules_do_not_import_the_core():
@@ -15,7 +18,8 @@ def test_pure_modules_do_not_import_the_core():
         "import sys\n"
         + "".join(f"import {m}\n" for m in PURE)
         + "bad = [m for m in sys.modules if m in ('crestline._core', 'crestline.engine',"
-          " 'crestline.cli', 'uvloop')]\n"
+          " 'crestline.cli', 'crestline.api', 'crestline.capacity', 'uvloop', 'pynvml',"
+          " 'matplotlib')]\n"
         + "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

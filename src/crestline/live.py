@@ -33,8 +33,8 @@ def gpu_brief(gpu: dict | None) -> str:
 class LiveLines:
     """One line per interval on a stream (stderr by default).
 
-    On a terminal: verdicts and errors in colour, and a status line redrawn in place (the step
-    in progress of a search); otherwise plain lines only, for logs and pipes.
+    On a terminal: a bold header repeated every 40 lines, errors and verdicts in colour;
+    otherwise plain lines only, for logs and pipes.
     """
 
     def __init__(self, stream=None, tty: bool | None = None, gpu: bool = False,
@@ -44,29 +44,14 @@ class LiveLines:
         self.gpu = gpu
         self.search = search
         self._lines = 0
-        self._status_shown = False
         self._elapsed_s = 0.0  # a search's stages each restart t_s: count across them
 
     def colour(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.tty else text
 
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            self.stream.write("\r\x1b[K")
-            self._status_shown = False
-
     def line(self, text: str) -> None:
         """A permanent line (a search step's verdict, a warning)."""
-        self._clear_status()
         print(text, file=self.stream, flush=True)
-
-    def status(self, text: str) -> None:
-        """A line redrawn in place on a terminal; nothing otherwise."""
-        if self.tty:
-            self._clear_status()
-            self.stream.write(text[:200])
-            self.stream.flush()
-            self._status_shown = True
 
     def interval(self, snap: IntervalSnapshot) -> None:
         head = f"{'elapsed':>8} "

@@ -178,7 +178,9 @@ def _header(result: dict) -> str:
 def _traffic(spec: dict) -> str:
     parts = [f"{spec['arrival']} arrivals" if spec.get("arrival") else "",
              f"{spec['connections']} connections" if spec.get("connections") else "",
-             f"{spec.get('method', 'GET')} {spec.get('body_bytes') or 0} B body",
+             (f"requests drawn from the trace {os.path.basename(spec['trace'])}"
+              if spec.get("trace") else
+              f"{spec.get('method', 'GET')} {spec.get('body_bytes') or 0} B body"),
              f"timeout {spec['timeout_s']:g} s" if spec.get("timeout_s") else "",
              f"{spec['workers']} worker(s)" if spec.get("workers") else ""]
     return ", ".join(p for p in parts if p)

@@ -16,20 +16,30 @@ GIL), the forward pass runs on `--workers` threads behind one FIFO queue (numpy 
 GIL), optionally with dynamic batching (`--max-batch`, `--batch-timeout-ms`). For the first
 `--warmup-s` seconds after the first inference, every forward pass costs up to
 `--warmup-factor` times more, decaying linearly to 1, like JIT compilation and cold caches.
+The wire format (bodies, parsing, responses, payload-mix traces) is `crestline.demo_requests`.
 
-Measured on the 2-vCPU development machine (Intel Xeon, OpenBLAS one thread per worker),
-CPU time per request in the server process, parse + forward + encode:
+Measured on the 2-vCPU development VM (Intel Xeon; OpenBLAS held to one thread per worker),
+idle otherwise. CPU ms per request: in-process (parse + forward + encode), and in the server
+process over one keep-alive connection (adds the HTTP and thread hand-offs, ~0.3 ms):
 
-    N candidates   10      50      100     200     400
-    CPU ms         0.18    0.55    0.98    1.8     3.6
+    N candidates            10     50     100    200    400
+    in-process CPU ms       0.22   0.58   1.00   1.84   3.5    (forward alone: 0.57 at 100)
+    server CPU ms           0.52   0.90   1.30   2.10   3.8    (median latency 1.4 at 100)
 
-Capacity found by `crestline search` on the same machine (client and server sharing the two
-cores, defaults: 2 workers, no batching, warm-up 10 s x3), SLO p99 <= 50 ms:
+Capacity, defaults (2 workers, no batching), Poisson arrivals, a 4 s run per rate, the
+client on the same 2 cores. The server tops out near 1.2 cores: JSON parsing and the Python
+around each forward pass share one GIL, which caps throughput before the cores do.
 
-    fixed N=100 body                           about 650 rps (a busy machine)
-    mixed trace (N 10..400, median 50)         about 750 rps (a busy machine); 985 and
-                                               1,069 rps in two `crestline demo` runs on
-                                               an otherwise idle machine (2026-11-24)
+    p99 (ms) at rate (rps)    400   600   800   900   1000  1100  1150  1200  saturates
+    fixed N=100 body          5.9   11    16    32    74    -     -     -     ~1030 rps
+    mixed trace (10..400)     6.0   8.6   15    16    17    32    48    83    ~1250 rps
+
+`crestline search --slo p99=50ms` found 938 rps for the fixed N=100 body (constant arrivals,
+`--start-rate 150 --step-duration 3s`: 10 steps, 63 s) and 1124 rps for the mixed trace
+(`--trace FILE --arrival poisson --start-rate 300 --step-duration 5s`: 11 steps, 107 s,
+warm-up found at 10 s); `crestline demo` found 985 and 1,069 rps on the mixed trace. With
+other load on the two cores, capacity falls to 700..800 rps and steps turn invalid (the
+client falls behind its schedule).
 
     python -m crestline.demo_requests body 100 > req.json
     crestline search http://127.0.0.1:8000/v2/models/ranker/infer --method POST \\
@@ -53,19 +63,20 @@ from collections import deque
 import httptools
 import numpy as np
 
-MODEL_NAME = "ranker"
-DIM = 32
+from crestline.demo_requests import (
+    DIM,
+    INFER_PATH,
+    MODEL_NAME,
+    BadRequest,
+    encode_response,
+    parse_infer,
+)
+
 HIDDEN = (512, 512)
-MAX_CANDIDATES = 4096
 MAX_BODY_BYTES = 64 << 20
-INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 _READY_PATHS = (b"/v2/health/ready", b"/v2/health/live", f"/v2/models/{MODEL_NAME}/ready".encode())
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             413: "Content Too Large", 500: "Internal Server Error"}
-
-
-class BadRequest(ValueError):
-    """The client's request cannot be served; the message names the problem (HTTP 400)."""
 
 
 class RankerModel:
@@ -104,72 +115,6 @@ def warmup_multiplier(elapsed_s: float, warmup_s: float, factor: float) -> float
     if warmup_s <= 0 or elapsed_s >= warmup_s:
         return 1.0
     return factor + (1.0 - factor) * max(elapsed_s, 0.0) / warmup_s
-
-
-def parse_infer(body: bytes, dim: int = DIM) -> tuple[np.ndarray, np.ndarray, int | None, object]:
-    """Decode a v2 infer request: (user [1, D], candidates [N, D], top_k or None, id or None).
-    Raises BadRequest naming the problem."""
-    try:
-        req = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(f"invalid JSON: {exc}") from None
-    if not isinstance(req, dict) or not isinstance(req.get("inputs"), list):
-        raise BadRequest('the body must be a JSON object with an "inputs" list')
-    tensors: dict[str, np.ndarray] = {}
-    for i, t in enumerate(req["inputs"]):
-        name = t.get("name") if isinstance(t, dict) else None
-        if name not in ("user", "candidates"):
-            raise BadRequest(f'inputs[{i}]: unknown input {name!r}: expected "user" and '
-                             f'"candidates"')
-        if name in tensors:
-            raise BadRequest(f"input {name!r} given twice")
-        if t.get("datatype") != "FP32":
-            raise BadRequest(f"input {name!r}: datatype must be FP32, got {t.get('datatype')!r}")
-        shape = t.get("shape")
-        if (not isinstance(shape, list) or len(shape) != 2
-                or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape)):
-            raise BadRequest(f"input {name!r}: shape must be [rows, {dim}], got {shape!r}")
-        rows, cols = shape
-        if cols != dim:
-            raise BadRequest(f"input {name!r}: shape {shape} must have {dim} columns")
-        if not 1 <= rows <= (1 if name == "user" else MAX_CANDIDATES):
-            raise BadRequest(f"input {name!r}: shape {shape} must have 1 to "
-                             f"{1 if name == 'user' else MAX_CANDIDATES} rows")
-        data = t.get("data")
-        if not isinstance(data, list):
-            raise BadRequest(f"input {name!r}: data must be a list of numbers")
-        try:
-            arr = np.asarray(data, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise BadRequest(f"input {name!r}: data must hold only numbers") from None
-        if arr.size != rows * cols:
-            raise BadRequest(f"input {name!r}: shape {shape} needs {rows * cols} values, "
-                             f"data has {arr.size}")
-        if not np.isfinite(arr).all():
-            raise BadRequest(f"input {name!r}: data holds NaN or infinity")
-        tensors[name] = arr.reshape(rows, cols)
-    missing = {"user", "candidates"} - tensors.keys()
-    if missing:
-        raise BadRequest(f"missing input {sorted(missing)[0]!r}")
-    params = req.get("parameters") or {}
-    top_k = params.get("top_k") if isinstance(params, dict) else None
-    if top_k is not None and (type(top_k) is not int or top_k < 1):
-        raise BadRequest(f"parameters.top_k must be an integer >= 1, got {top_k!r}")
-    return tensors["user"], tensors["candidates"], top_k, req.get("id")
-
-
-def encode_response(scores: np.ndarray, top_k: int | None, req_id: object = None) -> bytes:
-    """The v2 infer response: all `scores`, or the best `top_k` (descending) and `indices`."""
-    best = None if top_k is None else np.argsort(-scores, kind="stable")[:top_k]
-    tensors = [("scores", "FP32", scores if best is None else scores[best])]
-    if best is not None:
-        tensors.append(("indices", "INT64", best))
-    doc = {"model_name": MODEL_NAME, "model_version": "1",
-           "outputs": [{"name": n, "shape": [len(a)], "datatype": t, "data": a.tolist()}
-                       for n, t, a in tensors]}
-    if req_id is not None:
-        doc["id"] = req_id
-    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def render(status: int, body: bytes, keep_alive: bool = True) -> bytes:

@@ -18,8 +18,15 @@ import time
 import numpy as np
 import pytest
 
-from crestline.demo_requests import draw_candidate_counts, make_request_body, write_demo_trace
-from crestline.demo_server import DIM, INFER_PATH, RankerModel, parse_infer, warmup_multiplier
+from crestline.demo_requests import (
+    DIM,
+    INFER_PATH,
+    draw_candidate_counts,
+    make_request_body,
+    parse_infer,
+    write_demo_trace,
+)
+from crestline.demo_server import RankerModel, warmup_multiplier
 from crestline.trace import read_trace
 
 SEED = 7

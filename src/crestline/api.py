@@ -174,7 +174,9 @@ def check_slo(result: RunResult, slo) -> dict:
         for g in slo.gpu:
             value = g.value(per_device)
             if value is None:
-                why.append(f"{g.name}: no GPU figures, not checked")
+                # Unmeasured is not met: an --assert gate must not pass on nothing.
+                met = False
+                why.append(f"{g.name}: no GPU figures, so not met")
                 continue
             ok = value <= g.bound
             met &= ok

@@ -82,6 +82,19 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                           "nvml or --gpu dcgm=URL so they can be measured")
     telemetry = GpuTelemetry(gpu, gpu_period_s) if gpu else None
     await preflight(spec.target)
+    warnings: list[str] = []
+    if telemetry:
+        warnings += telemetry.start()
+        if config.slo.gpu and not telemetry.sampler.available:
+            if not config.slo.latency and config.slo.max_error_rate is None:
+                # Nothing else would be judged: every step would "pass" unmeasured.
+                raise ConfigError(f"the SLO has only GPU bounds and GPU telemetry is off "
+                                  f"({'; '.join(warnings)}): fix --gpu, or add a latency "
+                                  "bound such as --slo p99=25ms")
+            warnings.append("GPU bounds in the SLO are not checked: no GPU figures")
+        for w in warnings:
+            if on_warning:
+                on_warning(w)
     stop = stop or asyncio.Event()
     # A batch window delays slots on purpose: widen the client-validity bound by it (on a copy:
     # the caller's config stays as given).
@@ -102,14 +115,6 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     intervals_seen = [0]  # runlog indices run on across stages
     interrupted = False
     interval_dicts: list[dict] = []
-    warnings: list[str] = []
-    if telemetry:
-        warnings += telemetry.start()
-        if config.slo.gpu and not telemetry.sampler.available:
-            warnings.append("GPU bounds in the SLO are not checked: no GPU figures")
-        for w in warnings:
-            if on_warning:
-                on_warning(w)
 
     def report_steps():
         for i, step in enumerate(policy.steps):

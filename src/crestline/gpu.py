@@ -211,8 +211,12 @@ def aggregate_window(readings: list[GpuReading], start_ns: int, end_ns: int,
     if len(counted) >= 2:
         first, last = counted[0], counted[-1]
         span_ns = last.t_ns - first.t_ns
-        # A counter that went backwards was reset (driver reload): fall back to power samples.
-        if span_ns > 0 and last.energy_mj >= first.energy_mj:
+        # Only a counter that rose at every poll measures this window: one that went backwards
+        # was reset (driver reload), and one that stood still is refreshed more slowly than we
+        # poll (dcgm-exporter's -c, 30 s by default), which would read 0 W in most windows and
+        # the stored-up energy in a few. Then the polled power stands.
+        live = all(b.energy_mj > a.energy_mj for a, b in pairwise(counted))
+        if span_ns > 0 and live:
             out["power_w"] = (last.energy_mj - first.energy_mj) * 1e6 / span_ns
             out["energy_j"] = out["power_w"] * (end_ns - start_ns) / 1e9
     reasons = [r.throttle for r in readings if r.throttle is not None]
@@ -274,6 +278,9 @@ class GpuSampler:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._source_warnings_seen = 0
+        # XIDs of polls before this time have been reported in some window (each XID reaches
+        # exactly one poll: one outside every window, e.g. during a drain, goes to the next).
+        self._xid_from_ns = 0
 
     def start(self) -> bool:
         """Open the source and start the polling thread; False (and a warning) if the source
@@ -316,6 +323,10 @@ class GpuSampler:
             # A poll's readings come slightly after its recorded time, and the energy counter
             # wants the last reading before the window: take a few polls before it too.
             polls = [self._polls[i] for i in range(max(0, lo - 4), hi)]
+            between = [self._polls[i] for i in range(
+                bisect.bisect_left(self._times, self._xid_from_ns), lo)]
+            xid_from_ns = self._xid_from_ns
+            self._xid_from_ns = max(self._xid_from_ns, end_ns)
         out = {}
         for dev in (d["id"] for d in self.devices):
             readings = [r for p in polls if (r := p.get(dev)) is not None]
@@ -325,6 +336,22 @@ class GpuSampler:
             before = earlier[-1] if earlier and earlier[-1].t_ns >= 2 * start_ns - end_ns \
                 else None
             out[dev] = aggregate_window(inside, start_ns, end_ns, before)
+            missed = [x for p in between if (r := p.get(dev)) is not None
+                      and xid_from_ns <= r.t_ns < start_ns for x in r.xid]
+            if missed:
+                out[dev]["xid"] = missed + out[dev]["xid"]
+        return out
+
+    def unreported_xids(self) -> dict[str, list[int]]:
+        """XIDs polled after the last window asked for (e.g. during the final drain)."""
+        with self._lock:
+            polls = [p for t, p in zip(self._times, self._polls, strict=True)
+                     if t >= self._xid_from_ns]
+        out: dict[str, list[int]] = {}
+        for p in polls:
+            for dev, r in p.items():
+                if r.xid:
+                    out.setdefault(dev, []).extend(r.xid)
         return out
 
     def stop(self) -> None:

@@ -129,7 +129,8 @@ def summary_table(result: dict) -> str:
                 f"{g['mem_used_mib'] / 1024:.1f} GiB used" if g.get("mem_used_mib") else None,
                 f"{g['temp_c']:.0f} C max" if g.get("temp_c") is not None else None,
                 f"throttle: {', '.join(g['throttle'])}" if g.get("throttle") else None]
-        rows.append(f"gpu {dev:<5} " + ", ".join(b for b in bits if b))
+        if any(bits):
+            rows.append(f"gpu {dev:<5} " + ", ".join(b for b in bits if b))
     if result.get("slo"):
         rows.append("slo       " + ("met: " if result["slo_met"] else "NOT met: ")
                     + "; ".join(result.get("slo_why", [])))
@@ -181,7 +182,9 @@ def search_summary(result: dict) -> str:
                          f"{eff}, {gpu['rps_per_gpu']:,.0f} rps per GPU")
     lines.append(f"{'converged' if result['converged'] else 'NOT converged'}: "
                  f"{result['reason']}; {len(result['steps'])} steps, "
-                 f"{result['load_s']:.0f} s of load; warm-up {result['warmup_s'] or 0:.0f} s")
+                 f"{result['load_s']:.0f} s of load; " + (
+                     "warm-up not finished" if result["warmup_s"] is None
+                     else f"warm-up {result['warmup_s']:.0f} s"))
     if result.get("warmup_note"):
         lines.append(f"warning: {result['warmup_note']}")
     for w in result.get("warnings", []):

@@ -43,6 +43,9 @@ class GpuTelemetry:
 
     def stop(self) -> None:
         self.sampler.stop()
+        for dev, xids in self.sampler.unreported_xids().items():
+            self.sampler.warnings.once(
+                f"GPU {dev}: XID {', '.join(map(str, xids))} after the last load interval")
 
     def info(self, windows: list[dict | None]) -> dict:
         """The result's top-level `gpu` record over the given interval windows."""

@@ -146,3 +146,15 @@ def test_search_guard_thermal_throttling_and_xid(target, tmp_path, nvml_env):
     r = json.loads(out.read_text())
     assert not r["converged"] and len(r["steps"]) == 1
     assert r["reason"].startswith("stopped: stopped by the GPU guard: GPU 1: XID 79")
+
+
+def test_gpu_bounds_never_pass_unmeasured(target, tmp_path, nvml_env):
+    t = target("--delay-ms", "1")
+    no_driver = nvml_env | {"FAKE_NVML_FAIL": "9"}  # NVML_ERROR_DRIVER_NOT_LOADED
+    p = crestline("search", t.url, "--slo", "gpu_util<=90%", "--gpu", "nvml", env=no_driver)
+    assert p.returncode == 2, p.stderr
+    assert "only GPU bounds and GPU telemetry is off" in p.stderr
+    p = crestline("run", t.url, "--rate", "50", "--duration", "1s", "--gpu", "nvml",
+                  "--slo", "gpu_util<=90%", "--slo", "p99=1s", "--assert", env=no_driver)
+    assert p.returncode == 1, p.stderr
+    assert "gpu_util: no GPU figures, so not met" in p.stdout

@@ -118,6 +118,19 @@ def test_aggregate_without_a_working_counter_uses_power_samples():
     assert w["power_w"] == 200.0 and w["energy_j"] is None
 
 
+def test_aggregate_with_a_counter_that_stood_still_uses_power_samples():
+    # dcgm-exporter refreshes every 30 s by default: within a window the counter may not move
+    # at all, or jump once with energy stored up over many windows.
+    still = [reading(1125, power_w=250.0, energy_mj=9e6), reading(1375, power_w=250.0,
+                                                                  energy_mj=9e6)]
+    w = aggregate_window(still, 1000 * MS, 2000 * MS)
+    assert w["power_w"] == 250.0 and w["energy_j"] is None
+    jump = [reading(1125, power_w=250.0, energy_mj=9e6), reading(1375, power_w=250.0,
+                                                                 energy_mj=9e6),
+            reading(1625, power_w=250.0, energy_mj=9e6 + 7.5e6)]
+    assert aggregate_window(jump, 1000 * MS, 2000 * MS)["power_w"] == 250.0
+
+
 def test_aggregate_of_nothing_is_all_null():
     w = aggregate_window([], 0, 1000 * MS)
     assert w["samples"] == 0 and w["xid"] == []
@@ -231,6 +244,23 @@ def test_thermal_throttle_and_xid_reach_the_window_and_the_guard(fake_nvml, monk
     assert w["0"]["throttle"] == ["hw_thermal"] and w["0"]["xid"] == []
     assert w["1"]["throttle"] == [] and w["1"]["xid"] == [79]
     assert guard_trouble(w) == "GPU 0: thermal throttling (hw_thermal); GPU 1: XID 79"
+
+
+def test_an_xid_polled_between_windows_goes_to_the_next_window(fake_nvml, monkeypatch,
+                                                                 samplers):
+    # The fake delivers its XID at the sampler's first poll, before the first window: that
+    # poll belongs to no window (a search's drain is such a gap too), yet the XID must not be
+    # lost, or the guard would never see it.
+    monkeypatch.setenv("FAKE_NVML_XID", "79")
+    s = samplers(NvmlSource(), period_s=0.02)
+    assert s.start()
+    time.sleep(0.1)
+    t0 = time.monotonic_ns()
+    time.sleep(0.06)
+    first = s.window(t0, time.monotonic_ns())
+    assert first["1"]["xid"] == [79]
+    assert s.window(t0, time.monotonic_ns())["1"]["xid"] == []  # reported once
+    assert s.unreported_xids() == {}
 
 
 class ScriptedSource:

@@ -102,7 +102,8 @@ def test_prometheus_client_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client.parser", None)
     with pytest.raises(GpuUnavailable) as e:
         DcgmSource("http://127.0.0.1:9/metrics").open()
-    assert e.value.reason == "prometheus_client is not installed: pip install prometheus_client (a crestline dependency: reinstall crestline)"
+    assert e.value.reason == ("prometheus_client is not installed: pip install prometheus_client "
+                              "(a crestline dependency: reinstall crestline)")
 
 
 def test_scrape_failure_mid_run_gives_nulls_and_one_warning(dcgm_exporter):

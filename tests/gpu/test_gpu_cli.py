@@ -138,7 +138,8 @@ def test_search_guard_thermal_throttling_and_xid(target, tmp_path, nvml_env):
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["steps"] and all(s["verdict"] == "fail" for s in r["steps"])
-    assert "stopped by the GPU guard: GPU 0: thermal throttling (hw_thermal)" in r["steps"][0]["why"]
+    why = r["steps"][0]["why"]
+    assert "stopped by the GPU guard: GPU 0: thermal throttling (hw_thermal)" in why
     assert r["steps"][0]["measured_s"] < 3  # stopped at once, not after the step's length
     p = crestline("search", t.url, *SEARCH, "--gpu", "nvml", "--out", out,
                   env=nvml_env | {"FAKE_NVML_XID": "79"}, timeout=200)

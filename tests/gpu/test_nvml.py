@@ -93,7 +93,8 @@ def test_binding_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # what an absent module looks like
     with pytest.raises(GpuUnavailable) as e:
         NvmlSource().open()
-    assert e.value.reason == "nvidia-ml-py is not installed: pip install nvidia-ml-py (a crestline dependency: reinstall crestline)"
+    assert e.value.reason == ("nvidia-ml-py is not installed: pip install nvidia-ml-py "
+                              "(a crestline dependency: reinstall crestline)")
 
 
 def test_library_not_found_in_a_clean_process():

@@ -78,7 +78,8 @@ def _gpu_mean(result: dict) -> dict | None:
     utils = [d["util_pct"] for d in summary.values() if d.get("util_pct") is not None]
     powers = [d["power_w"] for d in summary.values() if d.get("power_w") is not None]
     rps = result.get("achieved_rps")
-    power_w = sum(powers) if powers else None
+    # As telemetry.efficiency: a total over only some GPUs would flatter rps per watt.
+    power_w = sum(powers) if powers and len(powers) == len(summary) else None
     return {"util_pct": sum(utils) / len(utils) if utils else None, "power_w": power_w,
             "rps_per_gpu": rps / len(summary) if rps else None,
             "rps_per_w": rps / power_w if rps and power_w else None}

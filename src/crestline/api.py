@@ -95,7 +95,9 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         if spec.workers > 1:
             from crestline.workers import run_workers
 
-            result.interrupted = await run_workers(spec, on_snapshot, stop)
+            result.interrupted = await run_workers(
+                spec, on_snapshot, stop, on_start=lambda start_ns: telemetry and telemetry.align(
+                    start_ns, int(spec.interval_s * 1e9)))
         else:
             from crestline.engine import Engine, monotonic_ns
 

@@ -86,8 +86,10 @@ def _pump_pipe(conn, loop, on_message) -> None:
 
 
 async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], None],
-                      stop: asyncio.Event) -> bool:
+                      stop: asyncio.Event,
+                      on_start: Callable[[int], None] | None = None) -> bool:
     """Run spec on spec.workers processes; on_snapshot gets each merged interval in order.
+    on_start(start_ns) learns the shared start (CLOCK_MONOTONIC) before any load.
 
     Returns True if stopped early.
     """
@@ -149,6 +151,8 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
         if errors:
             raise CrestlineError("; ".join(errors))
         start_ns = monotonic_ns() + int(_START_MARGIN_S * 1e9)
+        if on_start is not None:
+            on_start(start_ns)
         for c in pipes:
             c.send(("start", start_ns))
         stop_task = asyncio.ensure_future(stop.wait())

@@ -159,3 +159,16 @@ def test_gpu_bounds_never_pass_unmeasured(target, tmp_path, nvml_env):
                   "--slo", "gpu_util<=90%", "--slo", "p99=1s", "--assert", env=no_driver)
     assert p.returncode == 1, p.stderr
     assert "gpu_util: no GPU figures, so not met" in p.stdout
+
+
+def test_workers_share_the_sampling_grid(target, tmp_path, nvml_env):
+    t = target("--delay-ms", "1")
+    out = tmp_path / "r.json"
+    p = crestline("run", t.url, "--rate", "200", "--duration", "3s", "--workers", "2",
+                  "--gpu", "nvml", "--out", out, "--quiet", env=nvml_env)
+    assert p.returncode == 0, p.stderr
+    load = [iv for iv in json.loads(out.read_text())["intervals"] if not iv["drain"]]
+    # 100 ms polls at the mid-points of the parent's grid: ten per 1 s interval (a poll a
+    # busy machine delays past a boundary counts in the next)
+    samples = [iv["gpu"]["0"]["samples"] for iv in load]
+    assert len(samples) == 3 and all(9 <= n <= 11 for n in samples), samples

@@ -115,6 +115,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     intervals_seen = [0]  # runlog indices run on across stages
     interrupted = False
     interval_dicts: list[dict] = []
+    dict_of: dict[int, dict] = {}  # id(snapshot) -> its entry in interval_dicts
 
     def report_steps():
         for i, step in enumerate(policy.steps):
@@ -149,6 +150,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                             snap.step = i
                             break
                     interval_dicts.append(snap.to_dict())
+                    dict_of[id(snap)] = interval_dicts[-1]
                     if log:
                         log.interval(snap)
                     if on_interval:
@@ -178,6 +180,12 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
         engine.close()
         if telemetry:
             telemetry.stop()
+        # Warm-up intervals that the warm-up detector later made part of the first step
+        # were labelled before that step existed.
+        for i, step in enumerate(policy.steps):
+            for snap in step.intervals:
+                if id(snap) in dict_of:
+                    dict_of[id(snap)]["step"] = i
         result = policy.result() | {"url": spec.url, "crestline": __version__,
                                     "started_unix_s": started, "interrupted": interrupted,
                                     "spec": spec.to_dict(), "warnings": warnings,

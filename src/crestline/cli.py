@@ -525,10 +525,14 @@ def _start_demo_server(*flags: str) -> tuple[subprocess.Popen, str]:
         [sys.executable, "-m", "crestline.demo_server", "--port", "0", "--max-seconds", "1800",
          *flags], stdout=subprocess.PIPE, text=True,
         start_new_session=True)  # Ctrl-C stops the search, which then stops the server
-    line = server.stdout.readline().strip()
-    if not line.startswith("listening on "):
+    try:
+        line = server.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            raise CrestlineError(f"the demo model server did not start: {line!r}")
+    except BaseException:  # Ctrl-C included: it runs in its own session, nothing else stops it
         server.kill()
-        raise CrestlineError(f"the demo model server did not start: {line!r}")
+        server.wait()
+        raise
     return server, line.removeprefix("listening on ")
 
 
@@ -537,10 +541,11 @@ def cmd_demo(a) -> int:
 
     from crestline.demo_requests import write_demo_trace
 
-    # --quick: a shorter server warm-up, which the search still has to find.
-    server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
     workdir = tempfile.mkdtemp(prefix="crestline-demo-")
+    server = None
     try:
+        # --quick: a shorter server warm-up, which the search still has to find.
+        server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
         url = f"http://{hostport}/v2/models/ranker/infer"
         trace = os.path.join(workdir, "ranker.cltrace")
         write_demo_trace(trace, count=400, seed=1)
@@ -579,8 +584,9 @@ def cmd_demo(a) -> int:
                 print(f"no HTML report: {exc}", file=sys.stderr)
         return rc
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)

@@ -167,6 +167,10 @@ def test_demo_quick_search_and_report(tmp_path):
     assert r["converged"], r["reason"]
     assert 300 <= r["capacity_rps"] <= 5000, r["capacity_rps"]
     assert r["warmup_s"] > 0  # the demo server is slow for its first seconds
+    # the warm-up intervals found steady belong to the first step, and say so
+    labels = [iv["step"] for iv in r["intervals"]]
+    assert set(labels) - {None} == set(range(len(r["steps"])))
+    assert labels[0] is None and labels.count(0) >= 2
     assert any(s["verdict"] == "fail" for s in r["steps"])
     assert "capacity" in p.stdout and "report:" in p.stderr
     assert html.stat().st_size > 20_000 and b"<svg" in html.read_bytes()

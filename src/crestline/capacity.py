@@ -116,6 +116,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     interrupted = False
     interval_dicts: list[dict] = []
     dict_of: dict[int, dict] = {}  # id(snapshot) -> its entry in interval_dicts
+    search_start_ns = monotonic_ns()
 
     def report_steps():
         for i, step in enumerate(policy.steps):
@@ -150,6 +151,9 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                             snap.step = i
                             break
                     interval_dicts.append(snap.to_dict())
+                    # Stages restart t_s: this is the search's own clock, drains included.
+                    interval_dicts[-1]["elapsed_s"] = round(
+                        (snap.mono_end_ns - search_start_ns) / 1e9, 6)
                     dict_of[id(snap)] = interval_dicts[-1]
                     if log:
                         log.interval(snap)

@@ -251,10 +251,13 @@ def _fill_step_distributions(result: dict, contents: RunlogContents) -> None:
 # -- shared reading helpers (also used by the HTML report) ---------------------------------------
 def timeline_s(intervals: list[dict], kind: str) -> list[float]:
     """Each interval's end on one time axis, in seconds. A run's `t_s` already is one; a
-    search restarts `t_s` at every stage, so its axis is cumulative load time, drains between
-    steps left out (the runlog does not record them)."""
+    search restarts `t_s` at every stage: its axis is `elapsed_s` (seconds since the search
+    began, drains included) when every interval has it, else cumulative load time, drains left
+    out (a runlog rebuilt without its summary)."""
     if kind == "run":
         return [float(iv["t_s"]) for iv in intervals]
+    if intervals and all(iv.get("elapsed_s") is not None for iv in intervals):
+        return [float(iv["elapsed_s"]) for iv in intervals]  # the search's clock, drains in
     out, total = [], 0.0
     for iv in intervals:
         total += float(iv.get("dur_s") or 0.0)

@@ -300,6 +300,9 @@ def _rates_series(result: dict) -> Fig | None:
 
 def _time_label(result: dict) -> str:
     if result.get("kind") == "search":
+        intervals = result.get("intervals") or []
+        if intervals and all(iv.get("elapsed_s") is not None for iv in intervals):
+            return "time since the search began (s)"
         return "load time (s; drains between steps left out)"
     return "time since load start (s)"
 

@@ -46,6 +46,10 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
     assert {iv["step"] for iv in labelled} == set(range(len(r["steps"])))
     for iv in labelled:
         assert iv["rate_rps"] == r["steps"][iv["step"]]["rate_rps"]
+    # one clock for the whole search: increasing, and ahead of load time by the drains
+    elapsed = [iv["elapsed_s"] for iv in r["intervals"]]
+    assert elapsed == sorted(elapsed)
+    assert elapsed[-1] >= sum(iv["dur_s"] for iv in r["intervals"]) + 0.5 * r["drain_s"]
     assert r["slo"] == {"p99": "10ms"}
     cap = r["capacity_rps"]
     assert abs(cap / TRUTH_RPS - 1) <= 0.05, (cap, [(s["rate_rps"], s["verdict"], s["why"])

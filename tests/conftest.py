@@ -8,33 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
-
-
-class Target:
-    def __init__(self, *flags: str, max_seconds: float = 120.0):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crestline.target", "--port", "0",
-             "--max-seconds", str(max_seconds), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise RuntimeError(f"target did not start: {line!r} {self.proc.stderr.read()}")
-        self.host, port = line.removeprefix("listening on ").rsplit(":", 1)
-        self.port = int(port)
-        self.url = f"http://{self.host}:{self.port}/"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            stream.close()
+from servers import Target  # tests/ is on sys.path: pytest puts it there for this file
 
 
 @pytest.fixture

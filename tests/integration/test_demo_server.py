@@ -10,13 +10,12 @@ import http.client
 import json
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
+from servers import Target
 
 from crestline.demo_requests import (
     DIM,
@@ -32,28 +31,13 @@ from crestline.trace import read_trace
 SEED = 7
 
 
-class DemoServer:
+class DemoServer(Target):
     def __init__(self, *flags: str, max_seconds: float = 60.0):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crestline.demo_server", "--port", "0",
-             "--max-seconds", str(max_seconds), "--seed", str(SEED), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise RuntimeError(f"demo server did not start: {line!r} {self.proc.stderr.read()}")
-        self.host, port = line.removeprefix("listening on ").rsplit(":", 1)
-        self.port = int(port)
+        super().__init__("--seed", str(SEED), *flags, max_seconds=max_seconds,
+                         module="crestline.demo_server")
 
     def conn(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")

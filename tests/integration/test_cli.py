@@ -164,7 +164,8 @@ def test_demo_quick_search_and_report(tmp_path):
     elapsed_s = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
-    assert r["converged"], r["reason"]
+    # --quick has a 50 s load budget: on a busy machine it may end there, with the best pass
+    assert r["converged"] or r["reason"] == "time budget spent (--max-time)", r["reason"]
     assert 300 <= r["capacity_rps"] <= 5000, r["capacity_rps"]
     assert r["warmup_s"] > 0  # the demo server is slow for its first seconds
     # the warm-up intervals found steady belong to the first step, and say so

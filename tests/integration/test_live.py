@@ -43,6 +43,8 @@ def test_live_lines_on_a_terminal_and_in_a_pipe(target):
     assert ESC not in piped.stderr
     assert lines[0].split()[:3] == ["elapsed", "offered/s", "achieved/s"]
     assert [ln.split()[0] for ln in lines[1:]] == ["1.0s", "2.0s", "drain"]
-    assert lines[1].split()[5] == "4"  # every 50th of the first second's 200 requests
+    # every 50th of 400 requests failed: 8 errors across the lines (which line a late
+    # completion lands in depends on the machine)
+    assert sum(int(ln.split()[5]) for ln in lines[1:]) == 8
     quiet = subprocess.run(CLI + args + ["--quiet"], capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""

@@ -11,22 +11,15 @@ import socket
 import time
 
 import pytest
-from servers import Target  # tests/ is on sys.path: pytest puts it there for this file
+
+# tests/ is on sys.path: pytest puts it there for this file.
+from servers import Target, stopped_at_teardown
 
 
 @pytest.fixture
 def target():
     """Factory: target('--delay-ms', '5') -> a running Target, stopped at teardown."""
-    started: list[Target] = []
-
-    def start(*flags: str, **kw) -> Target:
-        t = Target(*flags, **kw)
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        t.stop()
+    yield from stopped_at_teardown(Target)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 
 
 class Target:
@@ -30,3 +31,16 @@ class Target:
         self.proc.wait(timeout=10)
         for stream in (self.proc.stdout, self.proc.stderr):
             stream.close()
+
+
+def stopped_at_teardown(make: Callable) -> Iterator[Callable]:
+    """A factory fixture's body (`yield from`): yields make, and stops everything it made."""
+    made = []
+
+    def start(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    yield start
+    for server in made:
+        server.stop()

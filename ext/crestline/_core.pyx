@@ -496,13 +496,15 @@ cdef class Core:
 
     cdef _response_done(self, _Conn conn, int status, bint keep_alive):
         cdef int64_t now = now_ns()
+        cdef int64_t latency_ns
         if conn.state != S_BUSY:
             return
-        self.lat.record(now - conn.intended_ns)
+        latency_ns = now - conn.intended_ns
+        self.lat.record(latency_ns)
         self.svc.record(now - conn.sent_ns)
         if self.has_cls:
-            (<HdrRecorder>self.rec_a[self.cls_a[conn.pidx]]).record(now - conn.intended_ns)
-            (<HdrRecorder>self.rec_b[self.cls_b[conn.pidx]]).record(now - conn.intended_ns)
+            (<HdrRecorder>self.rec_a[self.cls_a[conn.pidx]]).record(latency_ns)
+            (<HdrRecorder>self.rec_b[self.cls_b[conn.pidx]]).record(latency_ns)
         self.c_completed += 1
         self.n_busy -= 1
         if status >= 500:

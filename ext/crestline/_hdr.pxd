@@ -35,7 +35,7 @@ cdef class HdrRecorder:
         if v > self.max_ns:
             self.max_ns = v
 
-    cdef void clear(self) noexcept nogil
+    cdef void _reset_stats(self) noexcept nogil
 
 
 cdef extern from *:

@@ -6,7 +6,6 @@ highest trackable value, and negative values, are clamped and counted in `clampe
 dropped the way `HdrHistogram.record_value` drops them.
 """
 import numpy as np
-from libc.string cimport memset
 from libc.stdint cimport INT64_MAX, int32_t
 
 
@@ -23,13 +22,10 @@ cdef class HdrRecorder:
         self.sub_half_mag = sub_half_mag
         self.sub_mask = sub_mask
         self.sub_half_count = sub_half_count
-        self.total = 0
-        self.clamped = 0
-        self.min_ns = INT64_MAX
-        self.max_ns = 0
+        self._reset_stats()
 
-    cdef void clear(self) noexcept nogil:
-        memset(self.counts, 0, self.counts_len * sizeof(uint64_t))
+    cdef void _reset_stats(self) noexcept nogil:
+        """Total, clamped count and extremes back to empty (the counts are cleared apart)."""
         self.total = 0
         self.clamped = 0
         self.min_ns = INT64_MAX
@@ -68,9 +64,6 @@ cdef class HdrRecorder:
                 self.counts[i] = 0
                 j += 1
         out = ((idx, vals), self.total, self.min_ns, self.max_ns, self.clamped)
-        self.total = 0
-        self.clamped = 0
-        self.min_ns = INT64_MAX
-        self.max_ns = 0
+        self._reset_stats()
         return out
 

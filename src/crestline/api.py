@@ -86,6 +86,11 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         if on_interval is not None:
             on_interval(snap)
 
+    def align_gpu(start_ns: int) -> None:
+        # Polls at the mid-points of the load's interval grid.
+        if telemetry:
+            telemetry.align(start_ns, int(spec.interval_s * 1e9))
+
     if telemetry:
         for w in telemetry.start():
             result.warnings.append(w)
@@ -95,9 +100,7 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         if spec.workers > 1:
             from crestline.workers import run_workers
 
-            result.interrupted = await run_workers(
-                spec, on_snapshot, stop, on_start=lambda start_ns: telemetry and telemetry.align(
-                    start_ns, int(spec.interval_s * 1e9)))
+            result.interrupted = await run_workers(spec, on_snapshot, stop, on_start=align_gpu)
         else:
             from crestline.engine import Engine, monotonic_ns
 
@@ -107,8 +110,7 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
                 chunks = workload.chunks(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
                                          speed=spec.speed)
                 start_ns = monotonic_ns() + 20_000_000
-                if telemetry:
-                    telemetry.align(start_ns, int(spec.interval_s * 1e9))
+                align_gpu(start_ns)
                 result.interrupted = await engine.run_stage(
                     chunks, start_ns, spec.duration_s, on_snapshot, stop)
             finally:
@@ -156,12 +158,10 @@ def _add_warnings(result: RunResult, spec: RunSpec) -> None:
 def check_slo(result: RunResult, slo) -> dict:
     """Did the whole run meet slo? Percentiles on the run's pooled latency histogram, errors
     over every scheduled request, GPU bounds over the load intervals' GPU figures."""
-    from crestline.telemetry import summarize
-
     why, met = [], True
     lat = result.latency
     for b in slo.latency:
-        value_ms = min(lat.values_at((b.percentile,))[0], lat.max_ns) / 1e6 if lat.total else 0.0
+        value_ms = lat.capped_values_at((b.percentile,))[0] / 1e6
         ok = lat.total > 0 and value_ms <= b.bound_ms
         met &= ok
         why.append(f"{b.name} {value_ms:.3g} ms {'<=' if ok else '>'} {b.bound_ms:g} ms")
@@ -171,16 +171,13 @@ def check_slo(result: RunResult, slo) -> dict:
         ok = rate <= slo.max_error_rate
         met &= ok
         why.append(f"errors {rate:.3%} {'<=' if ok else '>'} {slo.max_error_rate:.3%}")
-    if slo.gpu:
-        per_device = summarize([s.gpu for s in result.intervals if not s.drain])
-        for g in slo.gpu:
-            value = g.value(per_device)
-            if value is None:
-                # Unmeasured is not met: an --assert gate must not pass on nothing.
-                met = False
-                why.append(f"{g.name}: no GPU figures, so not met")
-                continue
-            ok = value <= g.bound
-            met &= ok
-            why.append(f"{g.name} {value:.3g}{g.unit} {'<=' if ok else '>'} {g.text()}")
+    for g, value in slo.gpu_figures([s.gpu for s in result.intervals if not s.drain]):
+        if value is None:
+            # Unmeasured is not met: an --assert gate must not pass on nothing.
+            met = False
+            why.append(f"{g.name}: no GPU figures, so not met")
+            continue
+        ok = value <= g.bound
+        met &= ok
+        why.append(f"{g.name} {value:.3g}{g.unit} {'<=' if ok else '>'} {g.text()}")
     return {"slo": slo.to_dict(), "met": bool(met), "why": why}

@@ -37,6 +37,13 @@ see docs/measurement.md for every number printed.
 
 
 class _Parser(argparse.ArgumentParser):
+    """Every crestline parser: examples in the epilog keep their layout; usage errors exit 2
+    with one line."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         self.exit(EXIT_USAGE, f"crestline: error: {message} (see --help)\n")
 
@@ -195,10 +202,12 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--interval", default="1s", help="reporting interval (default 1s)")
     g.add_argument("--out", metavar="FILE.json", help="write the result as JSON")
-    g.add_argument("--runlog", metavar="FILE", help="msgpack record per interval, flushed as it goes")
+    g.add_argument("--runlog", metavar="FILE",
+                   help="msgpack record per interval, flushed as it goes")
     if not search:
         g.add_argument("--hdr-log", metavar="FILE",
-                       help="HdrHistogram interval log (latency untagged; service, send_lag tagged)")
+                       help="HdrHistogram interval log (latency untagged; service, send_lag "
+                       "tagged)")
     g.add_argument("--quiet", action="store_true", help="no live lines, no summary table")
 
 
@@ -210,14 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="offer open-loop load at a fixed rate and measure it",
                          description="Offer open-loop HTTP load at a fixed rate and measure "
                          "latency, service time and the client's own send lag.",
-                         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EXAMPLES)
     _add_run_options(run)
     search = sub.add_parser("search", help="find the highest rate that meets an SLO",
                             description="Search for the highest open-loop rate the target "
                             "sustains while meeting every --slo: bracket, then refine, with "
                             "warm-up detection, spike tolerance and early decisions.",
-                            epilog=SEARCH_EXAMPLES,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+                            epilog=SEARCH_EXAMPLES)
     _add_run_options(search, search=True)
     sub.add_parser("target", help="serve a loopback HTTP target with known delay and faults",
                    add_help=False)
@@ -227,8 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "with the candidates per request), writes a trace of its realistic "
                           "payload mix, searches for the highest rate meeting p99 <= 50 ms "
                           "(warm-up detected and kept out), and writes an HTML report.",
-                          epilog=DEMO_EXAMPLES,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          epilog=DEMO_EXAMPLES)
     demo.add_argument("--quick", action="store_true",
                       help="shorter warm-up and steps: under a minute")
     demo.add_argument("--run", action="store_true",
@@ -244,14 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     trace = sub.add_parser("trace", help="import and inspect recorded traffic (.cltrace)",
                            description="Recorded traffic: convert HAR or JSON Lines into a "
                            ".cltrace file, and describe the workload a trace holds.",
-                           epilog=TRACE_EXAMPLES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=TRACE_EXAMPLES)
     trace.set_defaults(trace_parser=trace)
     tsub = trace.add_subparsers(dest="trace_command", metavar="ACTION", parser_class=_Parser)
     imp = tsub.add_parser("import", help="convert HAR or JSON Lines into a .cltrace",
                           description="Convert a HAR 1.2 file or JSON Lines (one request per "
-                          "line) into a .cltrace trace.", epilog=TRACE_EXAMPLES,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          "line) into a .cltrace trace.", epilog=TRACE_EXAMPLES)
     imp.add_argument("input", metavar="IN", help="a .har, .jsonl or .ndjson file")
     imp.add_argument("-o", "--out", required=True, metavar="OUT.cltrace",
                      help="the trace to write (replaced if it exists)")
@@ -260,15 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     info = tsub.add_parser("info", help="describe the workload in a .cltrace",
                            description="Count, duration, mean rate, inter-arrival burstiness, "
                            "payload sizes and the mix by method, path and model.",
-                           epilog=TRACE_EXAMPLES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=TRACE_EXAMPLES)
     info.add_argument("file", metavar="FILE", help="a .cltrace file")
     info.add_argument("--json", action="store_true", help="print the description as JSON")
     rec = sub.add_parser("record", help="record live traffic into a .cltrace (reverse proxy)",
                          description="A recording reverse proxy: forwards HTTP/1.1 traffic to "
                          "--upstream untouched and writes every request, with its arrival time, "
-                         "into a .cltrace.", epilog=RECORD_EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         "into a .cltrace.", epilog=RECORD_EXAMPLES)
     rec.add_argument("--listen", required=True, metavar="HOST:PORT",
                      help="where clients connect (port 0: a free port, printed)")
     rec.add_argument("--upstream", required=True, metavar="URL",
@@ -285,8 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Read a result (--out JSON) or a runlog (--runlog) and "
                          "print its summary; or write it again as JSON, as an HdrHistogram "
                          "interval log, or as one self-contained HTML file with plots.",
-                         epilog=REPORT_EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=REPORT_EXAMPLES)
     rep.add_argument("file", metavar="FILE", help="a result .json or a runlog")
     rep.add_argument("--json", action="store_true", help="print the result as JSON")
     rep.add_argument("--hlog", metavar="OUT.hlog",
@@ -298,8 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Compare two results (run or search, JSON or runlog): "
                           "capacity, latency percentiles at matched rates, errors and GPU "
                           "efficiency, with B's change against A in percent.",
-                          epilog=COMPARE_EXAMPLES,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          epilog=COMPARE_EXAMPLES)
     cmp_.add_argument("a", metavar="A", help="the baseline result (before)")
     cmp_.add_argument("b", metavar="B", help="the new result (after)")
     cmp_.add_argument("--json", action="store_true", help="print the comparison as JSON")
@@ -390,7 +391,9 @@ def _trace_pass(path: str, speed: float) -> tuple[float, float]:
 def _window_s(text: str) -> float:
     from crestline.units import parse_duration_s
 
-    return 0.0 if text.strip() in ("0", "0s", "0ms", "0us") else parse_duration_s(text, "--batch-window")
+    if text.strip() in ("0", "0s", "0ms", "0us"):
+        return 0.0
+    return parse_duration_s(text, "--batch-window")
 
 
 def _under_sigint(make):
@@ -439,10 +442,11 @@ def cmd_run(a) -> int:
     slo = parse_slo(a.slo) if a.slo else None
     if a.assert_slo and slo is None:
         raise ConfigError("--assert needs at least one --slo, e.g. --slo p99=25ms")
+    gpu_period_s = _gpu_period_s(a)
     live = None if a.quiet else LiveLines(sys.stderr, gpu=bool(a.gpu))
     result = _under_sigint(lambda stop: run_async(
         spec=spec, on_interval=live.interval if live else None, runlog=a.runlog,
-        hdr_log=a.hdr_log, stop=stop, gpu=a.gpu, gpu_period_s=_gpu_period_s(a), slo=slo,
+        hdr_log=a.hdr_log, stop=stop, gpu=a.gpu, gpu_period_s=gpu_period_s, slo=slo,
         on_warning=(lambda w: live.line(f"warning: {w}")) if live else None))
     _emit(a, result.to_dict(), summary_table)
     if result.interrupted:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 
 from crestline.errors import ConfigError
+from crestline.report import kind_of
+from crestline.telemetry import efficiency_of
 
 _PCTS = ("p50", "p99", "p999")
 
@@ -71,20 +73,6 @@ def _compare_searches(a: dict, b: dict) -> list[dict]:
     return rows
 
 
-def _gpu_mean(result: dict) -> dict | None:
-    summary = (result.get("gpu") or {}).get("summary") or {}
-    if not summary:
-        return None
-    utils = [d["util_pct"] for d in summary.values() if d.get("util_pct") is not None]
-    powers = [d["power_w"] for d in summary.values() if d.get("power_w") is not None]
-    rps = result.get("achieved_rps")
-    # As telemetry.efficiency: a total over only some GPUs would flatter rps per watt.
-    power_w = sum(powers) if powers and len(powers) == len(summary) else None
-    return {"util_pct": sum(utils) / len(utils) if utils else None, "power_w": power_w,
-            "rps_per_gpu": rps / len(summary) if rps else None,
-            "rps_per_w": rps / power_w if rps and power_w else None}
-
-
 def _compare_runs(a: dict, b: dict) -> list[dict]:
     rows = [_row("offered", "rps", a.get("offered_rps"), b.get("offered_rps"), "higher"),
             _row("achieved", "rps", a.get("achieved_rps"), b.get("achieved_rps"), "higher")]
@@ -94,7 +82,8 @@ def _compare_runs(a: dict, b: dict) -> list[dict]:
     ra, rb = a["requests"], b["requests"]
     rows.append(_row("error rate", "%", 100.0 * ra["errors"] / max(ra["scheduled"], 1),
                      100.0 * rb["errors"] / max(rb["scheduled"], 1), "lower"))
-    rows += _gpu_rows(_gpu_mean(a), _gpu_mean(b), "over the run")
+    rows += _gpu_rows(*(efficiency_of((r.get("gpu") or {}).get("summary") or {},
+                                      r.get("achieved_rps")) for r in (a, b)), "over the run")
     return rows
 
 
@@ -103,7 +92,7 @@ def compare(a: dict, b: dict) -> dict:
 
     Raises ConfigError when the two results are of different kinds (a run and a search).
     """
-    kind_a, kind_b = _kind(a), _kind(b)
+    kind_a, kind_b = (kind_of(r) or "run" for r in (a, b))
     if kind_a != kind_b:
         raise ConfigError(f"cannot compare a {kind_a} with a {kind_b}: give two run results "
                           "or two search results")
@@ -124,12 +113,6 @@ def compare(a: dict, b: dict) -> dict:
                 notes.append(f"{name}: the client fell behind its schedule; its latency "
                              "includes that")
     return {"kind": kind_a, "rows": rows, "notes": notes}
-
-
-def _kind(result: dict) -> str:
-    if result.get("kind") in ("run", "search"):
-        return result["kind"]
-    return "search" if "capacity_rps" in result else "run"
 
 
 def _fmt(v, unit: str) -> str:

@@ -60,7 +60,6 @@ import threading
 import time
 from collections import deque
 
-import httptools
 import numpy as np
 
 from crestline.demo_requests import (
@@ -71,6 +70,7 @@ from crestline.demo_requests import (
     encode_response,
     parse_infer,
 )
+from crestline.http_server import RequestProtocol
 
 HIDDEN = (512, 512)
 MAX_BODY_BYTES = 64 << 20
@@ -212,29 +212,18 @@ class ModelWorkers:
             self.model.score(users[:rows], cands[:rows])
 
 
-class _Conn(asyncio.Protocol):
+class _Conn(RequestProtocol):
     """One HTTP/1.1 connection; responses leave in request order even when workers finish
     pipelined requests out of order."""
 
     def __init__(self, server: DemoServer):
+        super().__init__()
         self.server = server
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport = None
         self.slots: deque[list] = deque()  # [payload or None, keep_alive] per request
         self.url, self.body, self.body_bytes = b"", [], 0
 
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def connection_lost(self, exc):
-        self.transport = None
-
-    def data_received(self, data):
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.write(render(400, _error("malformed HTTP request"), False))
-            self.transport.close()
+    def bad_request(self) -> bytes:
+        return render(400, _error("malformed HTTP request"), False)
 
     def on_message_begin(self):
         self.url, self.body, self.body_bytes = b"", [], 0

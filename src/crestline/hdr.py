@@ -110,6 +110,12 @@ class Hist:
             out.append(int(HIGHEST_EQUIV[i] if p else LOWEST_EQUIV[i]))
         return out
 
+    def capped_values_at(self, percentiles) -> list[int]:
+        """values_at, each capped at the exact recorded maximum: a percentile is its bucket's
+        highest equivalent value (HdrHistogram's rule), which can lie up to 0.1% above it."""
+        top = self.max_ns if self.total else 0
+        return [min(v, top) for v in self.values_at(percentiles)]
+
     def mean_ns(self) -> float:
         """Mean (ns) by HdrHistogram's rule: each count at the middle of its bucket."""
         if self.total == 0:
@@ -118,13 +124,9 @@ class Hist:
         return float(np.dot(self.counts[nz].astype(np.float64), MEDIAN_EQUIV[nz])) / self.total
 
     def summary_ms(self) -> dict:
-        """{p50, p90, p99, p999, max, mean} in milliseconds; max is the exact recorded maximum.
-
-        A percentile is its bucket's highest equivalent value (HdrHistogram's rule), which can
-        lie up to 0.1% above the exact maximum; reported percentiles are capped at it.
-        """
-        top = self.max_ns if self.total else 0
-        p50, p90, p99, p999 = (min(v, top) for v in self.values_at((50.0, 90.0, 99.0, 99.9)))
+        """{p50, p90, p99, p999, max, mean} in milliseconds; max is the exact recorded maximum
+        and the percentiles are capped at it (capped_values_at)."""
+        p50, p90, p99, p999 = self.capped_values_at((50.0, 90.0, 99.0, 99.9))
         return {
             "p50": p50 / 1e6,
             "p90": p90 / 1e6,
@@ -139,9 +141,8 @@ class Hist:
         plots (log scale on the tail), capped at the exact maximum; [] when empty."""
         if self.total == 0:
             return []
-        top = self.max_ns
-        values = self.values_at(DISTRIBUTION_POINTS)
-        return [[p, min(v, top) / 1e6] for p, v in zip(DISTRIBUTION_POINTS, values, strict=True)]
+        values = self.capped_values_at(DISTRIBUTION_POINTS)
+        return [[p, v / 1e6] for p, v in zip(DISTRIBUTION_POINTS, values, strict=True)]
 
     # -- interchange ----------------------------------------------------------------------
     def to_hdrh(self) -> HdrHistogram:

@@ -18,11 +18,11 @@ import datetime as _dt
 import json
 import os
 
-from crestline.errors import ConfigError, CrestlineError
+from crestline.errors import ConfigError
 from crestline.hdr import Hist
 from crestline.live import search_summary, summary_table
 from crestline.result import RunResult
-from crestline.runlog import HdrLogWriter, RunlogContents, load_runlog
+from crestline.runlog import HdrLogWriter, RunlogContents, RunlogError, load_runlog
 from crestline.telemetry import efficiency, summarize
 
 KINDS = ("run", "search")
@@ -82,7 +82,7 @@ def _load_json(path: str) -> dict:
             result = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a valid JSON result ({exc})") from None
-    kind = result.get("kind") or _guess_kind(result)
+    kind = result.get("kind") or kind_of(result)
     if kind not in KINDS:
         raise ConfigError(f"{path}: unknown kind of result {result.get('kind')!r}; expected the "
                           "JSON that crestline run --out or crestline search --out writes")
@@ -90,8 +90,11 @@ def _load_json(path: str) -> dict:
     return result
 
 
-def _guess_kind(result: dict) -> str | None:
-    # Results written before the "kind" key existed still carry their own shape.
+def kind_of(result: dict) -> str | None:
+    """'run' or 'search' (None if neither). Results written before the "kind" key existed
+    still carry their own shape."""
+    if result.get("kind") in ("run", "search"):
+        return result["kind"]
     if "capacity_rps" in result and "steps" in result:
         return "search"
     if "requests" in result and "latency_ms" in result:
@@ -101,20 +104,11 @@ def _guess_kind(result: dict) -> str | None:
 
 def _read_runlog(path: str) -> RunlogContents:
     try:
-        with open(path, "rb") as f:
-            first = f.read(1)
         contents = load_runlog(path)
-    except CrestlineError as exc:
-        # A msgpack map marker followed by too few bytes: the header itself was cut short.
-        if first and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF)) and \
-                "no runlog header" in str(exc):
-            raise ConfigError(f"{path}: truncated runlog header (the file ends inside its first "
-                              "record)") from None
-        if "no runlog header" in str(exc) or "not a crestline runlog (" in str(exc):
+    except RunlogError as exc:
+        if exc.foreign:  # neither of the two kinds of file a report reads
             raise ConfigError(f"{path}: not a JSON result or a crestline runlog") from None
-        raise ConfigError(str(exc)) from None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path}: malformed runlog record ({exc!r})") from None
+        raise
     if not isinstance(contents.header.get("spec"), dict) or \
             "started_unix_s" not in contents.header:
         raise ConfigError(f"{path}: runlog header without spec or start time")

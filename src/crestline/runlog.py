@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from crestline.errors import CrestlineError
+from crestline.errors import ConfigError
 from crestline.hdr import Hist
 from crestline.result import COUNTER_NAMES, HIST_NAMES, IntervalSnapshot
 
@@ -79,11 +79,23 @@ class RunlogContents:
         return "search" if "search" in self.header.get("spec", {}) else "run"
 
 
+class RunlogError(ConfigError):
+    """A file that is not a readable runlog (the user's to fix, like a bad option). foreign:
+    not a runlog at all, as opposed to a damaged or other-version one."""
+
+    def __init__(self, message: str, foreign: bool = False):
+        super().__init__(message)
+        self.foreign = foreign
+
+
 def load_runlog(path: str) -> RunlogContents:
-    """Read a runlog. Raises CrestlineError if it is not one; a truncated tail is ignored."""
+    """Read a runlog; a tail cut short by a crash is ignored. Raises RunlogError if the file
+    is not one, holds another version, ends inside its header, or has a malformed record."""
     contents = None
     intervals, steps, summary = [], [], None
     with open(path, "rb") as f:
+        first = f.read(1)
+        f.seek(0)
         unpacker = msgpack.Unpacker(f, raw=False, max_buffer_size=64 << 20)
         try:
             for rec in unpacker:
@@ -91,7 +103,7 @@ def load_runlog(path: str) -> RunlogContents:
                 if kind == "header":
                     if (rec.get("format") != RUNLOG_FORMAT
                             or rec.get("version") != RUNLOG_VERSION):
-                        raise CrestlineError(
+                        raise RunlogError(
                             f"{path}: not a crestline runlog version {RUNLOG_VERSION}")
                     contents = RunlogContents(rec)
                 elif kind == "interval":
@@ -101,11 +113,20 @@ def load_runlog(path: str) -> RunlogContents:
                 elif kind == "summary":
                     summary = rec["result"]
         except (msgpack.UnpackException, ValueError) as exc:
+            if isinstance(exc, RunlogError):
+                raise
             if contents is None:
-                raise CrestlineError(f"{path}: not a crestline runlog ({exc})") from None
+                raise RunlogError(f"{path}: not a crestline runlog ({exc})", foreign=True) \
+                    from None
             # A record cut short by a crash: keep everything before it.
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RunlogError(f"{path}: malformed runlog record ({exc!r})") from None
     if contents is None:
-        raise CrestlineError(f"{path}: no runlog header; is this a crestline runlog?")
+        # The header is a msgpack map: a file starting with one ended inside it.
+        if first and (0x80 <= first[0] <= 0x8F or first[0] in (0xDE, 0xDF)):
+            raise RunlogError(f"{path}: truncated runlog header (the file ends inside its "
+                              "first record)")
+        raise RunlogError(f"{path}: no runlog header; is this a crestline runlog?", foreign=True)
     contents.intervals, contents.steps, contents.summary = intervals, steps, summary
     return contents
 

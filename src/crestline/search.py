@@ -84,8 +84,7 @@ class Step:
             completed += s.completed
             scheduled += s.scheduled
             errors += s.errors
-        p50, p99, p999 = lat.values_at((50.0, 99.0, 99.9)) if lat.total else (0, 0, 0)
-        top = lat.max_ns if lat.total else 0
+        p50, p99, p999 = lat.capped_values_at((50.0, 99.0, 99.9))
         dur = sum(s.dur_s for s in self.intervals)
         mdur = sum(s.dur_s for s in measured) or float("nan")
         return {
@@ -93,8 +92,7 @@ class Step:
             "phase": self.phase,
             "achieved_rps": completed / mdur if measured else None,
             "verdict": v.verdict if v else None,
-            "latency_ms": {"p50": min(p50, top) / 1e6, "p99": min(p99, top) / 1e6,
-                           "p999": min(p999, top) / 1e6},
+            "latency_ms": {"p50": p50 / 1e6, "p99": p99 / 1e6, "p999": p999 / 1e6},
             "error_rate": errors / max(scheduled, 1),
             "duration_s": dur,
             "measured_s": sum(s.dur_s for s in measured),
@@ -103,9 +101,9 @@ class Step:
             "distribution_ms": lat.distribution_ms(),
             "gpu": efficiency([s.gpu for s in measured], completed / mdur if measured else None),
             # with a trace: which requests were slow at this rate
-            **{family: {name: {"completed": h.total, "latency_ms": {
-                "p50": min(h.values_at((50.0,))[0], h.max_ns) / 1e6,
-                "p99": min(h.values_at((99.0,))[0], h.max_ns) / 1e6}}
+            **{family: {name: {"completed": h.total, "latency_ms": dict(zip(
+                ("p50", "p99"), (v / 1e6 for v in h.capped_values_at((50.0, 99.0))),
+                strict=True))}
                 for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
                for family, hists in classes.items()},
             "why": ("discarded: the server was still warming up; " if self.discarded else "")

@@ -83,6 +83,14 @@ class Slo:
         d.update({g.name: g.text() for g in self.gpu})
         return d
 
+    def gpu_figures(self, windows: list[dict | None]) -> list[tuple[GpuBound, float | None]]:
+        """Each GPU bound with the worst device's figure over these intervals' GPU windows, in
+        the bound's unit; None where no device reported it."""
+        from crestline.telemetry import summarize
+
+        per_device = summarize(windows)
+        return [(g, g.value(per_device)) for g in self.gpu]
+
     def describe(self) -> str:
         parts = [f"{b.name} <= {b.bound_ms:g} ms" for b in self.latency]
         if self.max_error_rate is not None:

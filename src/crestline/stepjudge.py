@@ -18,7 +18,6 @@ from crestline.gpu import guard_trouble
 from crestline.hdr import Hist, index_of
 from crestline.result import IntervalSnapshot
 from crestline.slo import Slo
-from crestline.telemetry import summarize
 
 # Wald's SPRT thresholds for 5% error each way: ln((1 - beta) / alpha).
 _SPRT_A = math.log(0.95 / 0.05)
@@ -218,7 +217,7 @@ class StepJudge:
         starved_terms = 0
         for b, bound_ns in self.bounds_ns:
             x = sum(_exceed_in(s, bound_ns) for s in pool)
-            value_ns = min(lat.values_at((b.percentile,))[0], lat.max_ns) if n else 0
+            value_ns = lat.capped_values_at((b.percentile,))[0]
             m = math.log(max(value_ns, 1) / bound_ns)
             margin = max(margin, m)
             tail = b.tail
@@ -270,16 +269,13 @@ class StepJudge:
                     if scheduled < 3 / e_max:
                         starved_terms += 1
                     undecided.append(desc)
-        if self.slo.gpu:
-            per_device = summarize([s.gpu for s in measured])
-            for g in self.slo.gpu:
-                value = g.value(per_device)
-                if value is None:
-                    continue  # no figure: the run's warnings say why
-                margin = max(margin, math.log(max(value, 1e-9) / g.bound))
-                desc = f"{g.name} {value:.3g}{g.unit} vs {g.text()}"
-                # A level, not a tail: three measured intervals settle it.
-                (fails if value > g.bound and k >= 3 else whys).append(desc)
+        for g, value in self.slo.gpu_figures([s.gpu for s in measured]):
+            if value is None:
+                continue  # no figure: the run's warnings say why
+            margin = max(margin, math.log(max(value, 1e-9) / g.bound))
+            desc = f"{g.name} {value:.3g}{g.unit} vs {g.text()}"
+            # A level, not a tail: three measured intervals settle it.
+            (fails if value > g.bound and k >= 3 else whys).append(desc)
         margin = max(-3.0, min(3.0, margin))
         spikes = len([i for i in excused if i not in late])
         note = f"; {spikes} spike interval(s) excused" if spikes else ""

@@ -26,32 +26,18 @@ import struct
 import sys
 import time
 
-import httptools
+from crestline.http_server import RequestProtocol
 
 BODY = b'{"model":"crestline-target","outputs":[0.25,0.5,0.25]}'
 
 
-class _Target(asyncio.Protocol):
+class _Target(RequestProtocol):
     def __init__(self, server: TargetServer):
+        super().__init__()
         self.server = server
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-            self.transport.close()
 
     def on_message_complete(self):
         self.server.on_request(self)
-
-    def connection_lost(self, exc):
-        self.transport = None
 
 
 class _Timespec(ctypes.Structure):

@@ -91,12 +91,18 @@ def summarize(windows: list[dict | None]) -> dict:
 def efficiency(windows: list[dict | None], achieved_rps: float | None) -> dict | None:
     """The GPU picture of a step: mean utilisation over the GPUs, total power, memory used,
     and requests per second per GPU and per watt. None without GPU figures."""
-    per_dev = summarize(windows)
+    return efficiency_of(summarize(windows), achieved_rps)
+
+
+def efficiency_of(per_dev: dict, achieved_rps: float | None) -> dict | None:
+    """efficiency over figures already folded per device (summarize's output, e.g. a run
+    result's gpu summary). Power is a total only when every GPU reports it: a total over some
+    of them would flatter rps per watt."""
     if not per_dev:
         return None
-    utils = [d["util_pct"] for d in per_dev.values() if d["util_pct"] is not None]
-    powers = [d["power_w"] for d in per_dev.values() if d["power_w"] is not None]
-    mems = [d["mem_used_mib"] for d in per_dev.values() if d["mem_used_mib"] is not None]
+    utils = [d["util_pct"] for d in per_dev.values() if d.get("util_pct") is not None]
+    powers = [d["power_w"] for d in per_dev.values() if d.get("power_w") is not None]
+    mems = [d["mem_used_mib"] for d in per_dev.values() if d.get("mem_used_mib") is not None]
     power_w = sum(powers) if len(powers) == len(per_dev) else None
     rps = achieved_rps if achieved_rps is not None and math.isfinite(achieved_rps) else None
     return {
@@ -104,9 +110,9 @@ def efficiency(windows: list[dict | None], achieved_rps: float | None) -> dict |
         "util_pct": sum(utils) / len(utils) if utils else None,
         "power_w": power_w,
         "mem_used_mib": sum(mems) if mems else None,
-        "temp_c": max((d["temp_c"] for d in per_dev.values() if d["temp_c"] is not None),
+        "temp_c": max((d["temp_c"] for d in per_dev.values() if d.get("temp_c") is not None),
                       default=None),
-        "throttle": sorted({r for d in per_dev.values() for r in d["throttle"]}),
+        "throttle": sorted({r for d in per_dev.values() for r in d.get("throttle") or ()}),
         "rps_per_gpu": rps / len(per_dev) if rps is not None else None,
         "rps_per_w": rps / power_w if rps is not None and power_w else None,
         "devices": per_dev,

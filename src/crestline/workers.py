@@ -85,6 +85,13 @@ def _pump_pipe(conn, loop, on_message) -> None:
     threading.Thread(target=pump, daemon=True).start()
 
 
+def _merged(parts: list[IntervalSnapshot]) -> IntervalSnapshot:
+    """The workers' parts of one interval added into the first (exact: counts add)."""
+    for part in parts[1:]:
+        parts[0].merge(part)
+    return parts[0]
+
+
 async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], None],
                       stop: asyncio.Event,
                       on_start: Callable[[int], None] | None = None) -> bool:
@@ -116,11 +123,7 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
     def flush():
         nonlocal next_index
         while len(pending.get(next_index, ())) == n:
-            parts = pending.pop(next_index)
-            merged = parts[0]
-            for part in parts[1:]:
-                merged.merge(part)
-            on_snapshot(merged)
+            on_snapshot(_merged(pending.pop(next_index)))
             next_index += 1
 
     def handler(w):
@@ -174,9 +177,7 @@ async def run_workers(spec: RunSpec, on_snapshot: Callable[[IntervalSnapshot], N
             raise CrestlineError("; ".join(errors))
         # Intervals some worker never reached (a stop mid-interval) merge what arrived.
         for parts in [pending[i] for i in sorted(pending)] + ([drains] if drains else []):
-            merged = parts[0]
-            for part in parts[1:]:
-                merged.merge(part)
+            merged = _merged(parts)
             merged.index = next_index
             next_index += 1
             on_snapshot(merged)

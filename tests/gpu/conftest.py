@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from servers import stopped_at_teardown
 
 FAKE_NVML_C = Path(__file__).with_name("fake_nvml.c")
 FAKE_ENV = ("FAKE_NVML_FAIL", "FAKE_NVML_UNSUPPORTED", "FAKE_NVML_THROTTLE", "FAKE_NVML_XID",
@@ -192,16 +193,7 @@ class DcgmExporter:
 def dcgm_exporter(prometheus_client):
     """Factory: dcgm_exporter(text=None, **dcgm_text values) -> a running DcgmExporter,
     stopped at teardown."""
-    started: list[DcgmExporter] = []
-
-    def start(text: str | None = None, **values) -> DcgmExporter:
-        e = DcgmExporter(text, **values)
-        started.append(e)
-        return e
-
-    yield start
-    for e in started:
-        e.stop()
+    yield from stopped_at_teardown(DcgmExporter)
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ every time, a neighbour's burst misses it once.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 

@@ -1,9 +1,9 @@
 """Latency from the intended send time: coordinated omission is not hidden."""
 
 import pytest
+from timing import timed
 
 import crestline
-from timing import timed
 
 
 def test_a_stall_shows_in_latency_not_in_service_time(target):

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from timing import timed
 
 import crestline
-from timing import timed
 
 
 def _conserved(d):

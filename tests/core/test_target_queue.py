@@ -1,7 +1,8 @@
 """The target's FIFO queue mode (--servers): an M/D/c server, against the real engine."""
 
-import crestline
 from timing import timed
+
+import crestline
 
 
 def test_two_workers_queue_up_near_their_capacity(target):

@@ -290,6 +290,12 @@ class SearchPolicy:
 
     def _next_probe(self):
         cfg = self.cfg
+        lo, hi = self.lo, self.hi
+        boundary = self._boundary() if self._retry is None else None
+        if boundary is not None and boundary[1] is None:
+            # Settled by the step just judged: that is convergence even when it was the
+            # budget's last step.
+            return self._finish(boundary[0], converged=True)
         if len(self.steps) >= cfg.max_steps:
             return self._finish("step budget spent (--max-steps)", converged=False)
         if self.elapsed_s >= cfg.max_time_s:
@@ -300,19 +306,8 @@ class SearchPolicy:
         if self._retry is not None:
             rate, self._retry = self._retry, None
             return self._begin(rate, self.steps[-1].phase)
-        lo, hi = self.lo, self.hi
-        narrow = hi is not None and lo is not None and (hi - lo) <= cfg.tolerance * lo
-        stable = hi is not None and lo is not None and not narrow and self._estimate_stable()
-        if narrow or stable:
-            # Look twice near the boundary: near capacity slow requests come in bursts, so a
-            # single step can pass or fail by luck. A marginal fail at hi is re-tested once;
-            # the answer is confirmed once with a full-length step.
-            if self._marginal_fail(hi):
-                return self._begin(hi, "retest")
-            if not self._confirmed(lo):
-                return self._begin(lo, "confirm")
-            why = f"bracket within {cfg.tolerance:.0%}" if narrow else "estimate stopped moving"
-            return self._finish(why, converged=True)
+        if boundary is not None:
+            return self._begin(*boundary[1])
         if hi is None:
             last = self.steps[-1]
             if last.verdict.verdict == "invalid":
@@ -364,6 +359,27 @@ class SearchPolicy:
             rate = lo + width * (-m_lo) / (m_hi - m_lo)
         # Safeguard: never hug an end of the bracket.
         return min(max(rate, lo + 0.2 * width), hi - 0.2 * width)
+
+    def _boundary(self):
+        """(why, None) once the search has converged; (why, (rate, phase)) when the bracket is
+        tight but one more look is due there; None while it is not tight yet.
+
+        Look twice near the boundary: near capacity slow requests come in bursts, so a single
+        step can pass or fail by luck. A marginal fail at hi is re-tested once; the answer is
+        confirmed once with a full-length step.
+        """
+        lo, hi, tol = self.lo, self.hi, self.cfg.tolerance
+        if hi is None or lo is None:
+            return None
+        narrow = (hi - lo) <= tol * lo
+        if not narrow and not self._estimate_stable():
+            return None
+        why = f"bracket within {tol:.0%}" if narrow else "estimate stopped moving"
+        if self._marginal_fail(hi):
+            return why, (hi, "retest")
+        if not self._confirmed(lo):
+            return why, (lo, "confirm")
+        return why, None
 
     def _marginal_fail(self, rate: float) -> bool:
         """hi failed only just (observed under 1.2x the bound) and was not re-tested yet."""

@@ -87,6 +87,19 @@ def test_budget_stops_without_convergence():
     assert len(r["steps"]) == 4
 
 
+def test_convergence_on_the_budgets_last_step_counts():
+    # The same search (same seed) with exactly the steps it needs: the last step settles the
+    # bracket, so it has converged, budget spent or not.
+    server, slo, _, start = SCENARIOS["M/D/4 2ms p99<=10ms"]
+    free = search(server, slo, start, seed=0, warmup="none")
+    assert free["converged"], free["reason"]
+    tight = search(server, slo, start, seed=0, warmup="none", max_steps=len(free["steps"]))
+    assert tight["converged"] and tight["reason"] == free["reason"], tight["reason"]
+    assert tight["capacity_rps"] == free["capacity_rps"]
+    short = search(server, slo, start, seed=0, warmup="none", max_steps=len(free["steps"]) - 1)
+    assert not short["converged"] and "--max-steps" in short["reason"]
+
+
 def test_search_spends_less_time_where_the_answer_is_clear():
     server, slo, _, start = SCENARIOS["M/D/4 2ms p99<=10ms"]
     r = search(server, slo, start, seed=0, warmup="none")

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
-from crestline.errors import ConfigError
 from crestline.result import IntervalSnapshot, RunResult
 from crestline.spec import RunSpec, preflight
 from crestline.workload import Workload
@@ -57,10 +56,7 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     spec = _make_spec(url, spec, options)
     if slo is not None and not isinstance(slo, Slo):
         slo = parse_slo([slo] if isinstance(slo, str) else list(slo))
-    if slo is not None and slo.gpu and not gpu:
-        raise ConfigError(f"the SLO bounds GPU figures ({slo.describe()}): add --gpu nvml or "
-                          "--gpu dcgm=URL so they can be measured")
-    telemetry = GpuTelemetry(gpu, gpu_period_s) if gpu else None
+    telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, slo)
     workload = Workload.for_spec(spec)  # loads and renders a trace before any load
     await preflight(spec.target)
     stop = stop or asyncio.Event()
@@ -125,8 +121,7 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         if telemetry:
             telemetry.stop()
     if telemetry:
-        result.gpu = telemetry.info([s.gpu for s in result.intervals if not s.drain])
-        result.warnings += [w for w in result.gpu["warnings"] if w not in result.warnings]
+        result.gpu = telemetry.record([s.gpu for s in result.intervals], result.warnings)
     if slo is not None:
         result.slo_check = check_slo(result, slo)
     summary = result.to_dict()
@@ -171,7 +166,9 @@ def check_slo(result: RunResult, slo) -> dict:
         ok = rate <= slo.max_error_rate
         met &= ok
         why.append(f"errors {rate:.3%} {'<=' if ok else '>'} {slo.max_error_rate:.3%}")
-    for g, value in slo.gpu_figures([s.gpu for s in result.intervals if not s.drain]):
+    per_device = result.gpu["summary"] if result.gpu else {}  # the run's, already folded
+    for g in slo.gpu:
+        value = g.value(per_device)
         if value is None:
             # Unmeasured is not met: an --assert gate must not pass on nothing.
             met = False

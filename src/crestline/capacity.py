@@ -77,10 +77,8 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     if spec.workers > 1:
         raise ConfigError("crestline search runs one client process in this version: "
                           "drop --workers (or use --batch-window to lower client CPU)")
-    if config.slo.gpu and not gpu:
-        raise ConfigError(f"the SLO bounds GPU figures ({config.slo.describe()}): add --gpu "
-                          "nvml or --gpu dcgm=URL so they can be measured")
-    telemetry = GpuTelemetry(gpu, gpu_period_s) if gpu else None
+    telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, config.slo)
+    workload = Workload.for_spec(spec)  # loads and renders a trace before any load
     await preflight(spec.target)
     warnings: list[str] = []
     if telemetry:
@@ -103,10 +101,14 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     policy = SearchPolicy(config)
     started = time.time()
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
-    log = RunlogWriter(runlog, header, started) if runlog else None
-    workload = Workload.for_spec(spec)
-    engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
-                    class_names=workload.class_names)
+    try:
+        log = RunlogWriter(runlog, header, started) if runlog else None
+        engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
+                        class_names=workload.class_names)
+    except BaseException:
+        if telemetry:  # its polling thread runs: nothing else would stop it
+            telemetry.stop()
+        raise
     trace_rate = workload.trace_rate_rps()
     stage_s = config.max_step_s + (config.settle_intervals + 2) * config.interval_s
     reported: set[int] = set()
@@ -114,8 +116,7 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     stages = 0
     intervals_seen = [0]  # runlog indices run on across stages
     interrupted = False
-    interval_dicts: list[dict] = []
-    dict_of: dict[int, dict] = {}  # id(snapshot) -> its entry in interval_dicts
+    snaps: list[IntervalSnapshot] = []
     search_start_ns = monotonic_ns()
 
     def report_steps():
@@ -143,18 +144,8 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                     snap.rate_rps = rate
                     if telemetry:
                         telemetry.attach(snap)
-                    box[0] = policy.on_interval(snap)
-                    # The interval that decides a step may already be followed by the next
-                    # step's (empty) entry: look at the last two.
-                    for i in range(len(policy.steps) - 1, max(len(policy.steps) - 3, -1), -1):
-                        if any(x is snap for x in policy.steps[i].intervals):
-                            snap.step = i
-                            break
-                    interval_dicts.append(snap.to_dict())
-                    # Stages restart t_s: this is the search's own clock, drains included.
-                    interval_dicts[-1]["elapsed_s"] = round(
-                        (snap.mono_end_ns - search_start_ns) / 1e9, 6)
-                    dict_of[id(snap)] = interval_dicts[-1]
+                    box[0] = policy.on_interval(snap)  # tags snap.step
+                    snaps.append(snap)
                     if log:
                         log.interval(snap)
                     if on_interval:
@@ -184,19 +175,16 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
         engine.close()
         if telemetry:
             telemetry.stop()
-        # Warm-up intervals that the warm-up detector later made part of the first step
-        # were labelled before that step existed.
-        for i, step in enumerate(policy.steps):
-            for snap in step.intervals:
-                if id(snap) in dict_of:
-                    dict_of[id(snap)]["step"] = i
+        # Built at the end: warm-up intervals join the first step only once it exists.
+        # Stages restart t_s, so elapsed_s is the search's own clock, drains included.
+        interval_dicts = [s.to_dict() | {"elapsed_s": round(
+            (s.mono_end_ns - search_start_ns) / 1e9, 6)} for s in snaps]
         result = policy.result() | {"url": spec.url, "crestline": __version__,
                                     "started_unix_s": started, "interrupted": interrupted,
                                     "spec": spec.to_dict(), "warnings": warnings,
                                     "intervals": interval_dicts}
         if telemetry:
-            result["gpu"] = telemetry.info([d["gpu"] for d in interval_dicts])
-            warnings += [w for w in result["gpu"]["warnings"] if w not in warnings]
+            result["gpu"] = telemetry.record([d["gpu"] for d in interval_dicts], warnings)
         if log:
             log.close(result)
     return result

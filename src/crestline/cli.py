@@ -316,7 +316,7 @@ def cmd_report(a) -> int:
     if a.hlog:
         from crestline.report import write_hlog
 
-        write_hlog(a.file, a.hlog)
+        write_hlog(a.file, a.hlog, contents)
         print(f"wrote {a.hlog}", file=sys.stderr)
     if a.html:
         from crestline.report_html import write_html
@@ -447,7 +447,7 @@ def cmd_run(a) -> int:
     result = _under_sigint(lambda stop: run_async(
         spec=spec, on_interval=live.interval if live else None, runlog=a.runlog,
         hdr_log=a.hdr_log, stop=stop, gpu=a.gpu, gpu_period_s=gpu_period_s, slo=slo,
-        on_warning=(lambda w: live.line(f"warning: {w}")) if live else None))
+        on_warning=live.warning if live else None))
     _emit(a, result.to_dict(), summary_table)
     if result.interrupted:
         return EXIT_INTERRUPTED
@@ -502,7 +502,7 @@ def cmd_search(a) -> int:
     result = _under_sigint(lambda stop: search_async(
         spec, config, on_step=on_step, on_interval=live.interval if live else None,
         runlog=a.runlog, stop=stop, gpu=a.gpu, gpu_period_s=gpu_period_s,
-        on_warning=(lambda w: live.line(f"warning: {w}")) if live else None))
+        on_warning=live.warning if live else None))
     _emit(a, result, search_summary)
     if result.get("interrupted"):
         return EXIT_INTERRUPTED
@@ -545,55 +545,46 @@ def cmd_demo(a) -> int:
 
     from crestline.demo_requests import write_demo_trace
 
-    workdir = tempfile.mkdtemp(prefix="crestline-demo-")
     server = None
-    try:
-        # --quick: a shorter server warm-up, which the search still has to find.
-        server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
-        url = f"http://{hostport}/v2/models/ranker/infer"
-        trace = os.path.join(workdir, "ranker.cltrace")
-        write_demo_trace(trace, count=400, seed=1)
-        print(f"demo model server at {url}: a ranking MLP scoring 10..400 candidates per "
-              "request (KServe v2 JSON), 2 model threads, slow for its first seconds",
-              file=sys.stderr)
-        out = os.path.join(workdir, "result.json")
-        common = ["--trace", trace, "--arrival", "poisson", "--seed", "1", "--out", out]
-        if a.runlog:
-            common += ["--runlog", a.runlog]
-        if a.run:
-            rc = cmd_run(build_parser().parse_args(
-                ["run", url, "--rate", a.rate, "--duration", a.duration] + common))
-        else:
-            rc = cmd_search(build_parser().parse_args(
-                ["search", url, "--slo", a.slo, "--start-rate", "300" if a.quick else "150",
-                 "--max-rate", "5k", "--step-duration", "3s" if a.quick else "5s",
-                 "--tolerance", "5%" if a.quick else "2%", "--warmup", "auto",
-                 # --quick keeps its promise on a busy machine too: the best pass by then.
-                 "--max-time", "50s" if a.quick else "10m"] + common))
-        if not os.path.exists(out):
+    with tempfile.TemporaryDirectory(prefix="crestline-demo-") as workdir:
+        try:
+            # --quick: a shorter server warm-up, which the search still has to find.
+            server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
+            url = f"http://{hostport}/v2/models/ranker/infer"
+            trace = os.path.join(workdir, "ranker.cltrace")
+            write_demo_trace(trace, count=400, seed=1)
+            print(f"demo model server at {url}: a ranking MLP scoring 10..400 candidates per "
+                  "request (KServe v2 JSON), 2 model threads, slow for its first seconds",
+                  file=sys.stderr)
+            out = a.out or os.path.join(workdir, "result.json")
+            common = ["--trace", trace, "--arrival", "poisson", "--seed", "1", "--out", out]
+            if a.runlog:
+                common += ["--runlog", a.runlog]
+            if a.run:
+                rc = cmd_run(build_parser().parse_args(
+                    ["run", url, "--rate", a.rate, "--duration", a.duration] + common))
+            else:
+                rc = cmd_search(build_parser().parse_args(
+                    ["search", url, "--slo", a.slo, "--start-rate", "300" if a.quick else "150",
+                     "--max-rate", "5k", "--step-duration", "3s" if a.quick else "5s",
+                     "--tolerance", "5%" if a.quick else "2%", "--warmup", "auto",
+                     # --quick keeps its promise on a busy machine too: the best pass by then.
+                     "--max-time", "50s" if a.quick else "10m"] + common))
+            if a.html:
+                with open(out) as f:
+                    result = json.load(f)
+                try:
+                    from crestline.report_html import write_html
+
+                    write_html(result, a.html)
+                    print(f"report: {os.path.abspath(a.html)}", file=sys.stderr)
+                except ConfigError as exc:  # no matplotlib: the search itself still stands
+                    print(f"no HTML report: {exc}", file=sys.stderr)
             return rc
-        with open(out) as f:
-            result = json.load(f)
-        if a.out:
-            with open(a.out, "w") as f:
-                json.dump(result, f, indent=2)
-                f.write("\n")
-        if a.html:
-            try:
-                from crestline.report_html import write_html
-
-                write_html(result, a.html)
-                print(f"report: {os.path.abspath(a.html)}", file=sys.stderr)
-            except ConfigError as exc:  # matplotlib missing: the search itself still stands
-                print(f"no HTML report: {exc}", file=sys.stderr)
-        return rc
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=10)
-        import shutil
-
-        shutil.rmtree(workdir, ignore_errors=True)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=10)
 
 
 def cmd_trace(a) -> int:

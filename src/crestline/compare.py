@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from crestline.errors import ConfigError
-from crestline.report import kind_of
+from crestline.report import discarded, kind_of
 from crestline.telemetry import efficiency_of
 
 _PCTS = ("p50", "p99", "p999")
@@ -35,7 +35,7 @@ def _latency_at(steps: list[dict], rate: float, pct: str) -> float | None:
     it (log latency, linear rate); None outside the measured range."""
     pts = sorted((s["rate_rps"], s["latency_ms"][pct]) for s in steps
                  if s.get("verdict") in ("pass", "fail", "unsure") and s["latency_ms"].get(pct)
-                 and not str(s.get("why", "")).startswith("discarded"))
+                 and not discarded(s))
     if not pts or rate < pts[0][0] or rate > pts[-1][0]:
         return None
     for (r0, v0), (r1, v1) in zip(pts, pts[1:], strict=False):

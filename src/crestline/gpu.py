@@ -43,6 +43,11 @@ THROTTLE_BITS: dict[int, str] = {
 # policy: a measurement taken under them is not the server's normal capacity.
 THERMAL_REASONS = frozenset({"sw_thermal", "hw_thermal", "hw_slowdown"})
 
+# Window fields by how polls fold into a window and windows into a run or step: levels are
+# averaged, peaks take the maximum (crestline.telemetry.summarize folds them the same way).
+LEVEL_KEYS = ("util_pct", "mem_util_pct", "power_w", "sm_clock_mhz", "gr_active", "sm_active",
+              "tensor_active")
+PEAK_KEYS = ("util_max_pct", "mem_used_mib", "mem_total_mib", "temp_c")
 WINDOW_KEYS = ("util_pct", "util_max_pct", "mem_util_pct", "mem_used_mib", "mem_total_mib",
                "power_w", "energy_j", "sm_clock_mhz", "temp_c", "gr_active", "sm_active",
                "tensor_active", "throttle", "xid", "samples")
@@ -190,23 +195,13 @@ def aggregate_window(readings: list[GpuReading], start_ns: int, end_ns: int,
         util = [v for _, v in high_rate]
     else:
         util = _present(readings, "util_pct")
-    out: dict = {
-        "util_pct": _mean(util),
-        "util_max_pct": max(util) if util else None,
-        "mem_util_pct": _mean(_present(readings, "mem_util_pct")),
-        "mem_used_mib": max(_present(readings, "mem_used_mib"), default=None),
-        "mem_total_mib": max(_present(readings, "mem_total_mib"), default=None),
-        "power_w": _mean(_present(readings, "power_w")),
-        "energy_j": None,
-        "sm_clock_mhz": _mean(_present(readings, "sm_clock_mhz")),
-        "temp_c": max(_present(readings, "temp_c"), default=None),
-        "gr_active": _mean(_present(readings, "gr_active")),
-        "sm_active": _mean(_present(readings, "sm_active")),
-        "tensor_active": _mean(_present(readings, "tensor_active")),
-        "throttle": None,
-        "xid": [x for r in readings for x in r.xid],
-        "samples": len(readings),
-    }
+    polled = {k: _mean(_present(readings, k)) for k in LEVEL_KEYS if k != "util_pct"}
+    polled |= {k: max(_present(readings, k), default=None) for k in PEAK_KEYS
+               if k != "util_max_pct"}
+    polled |= {"util_pct": _mean(util), "util_max_pct": max(util) if util else None,
+               "energy_j": None, "throttle": None, "xid": [x for r in readings for x in r.xid],
+               "samples": len(readings)}
+    out = {k: polled[k] for k in WINDOW_KEYS}  # the documented field order
     counted = [r for r in ([before] if before else []) + readings if r.energy_mj is not None]
     if len(counted) >= 2:
         first, last = counted[0], counted[-1]
@@ -262,7 +257,6 @@ class GpuSampler:
         if not period_s >= 0.001:
             raise ConfigError(f"GPU poll period must be at least 1 ms, got {period_s!r} s")
         self.source = source
-        self.source_name: str = source.name
         self.period_ns = int(period_s * 1e9)
         self.history_ns = int(history_s * 1e9)
         self.available = False
@@ -281,6 +275,10 @@ class GpuSampler:
         # XIDs of polls before this time have been reported in some window (each XID reaches
         # exactly one poll: one outside every window, e.g. during a drain, goes to the next).
         self._xid_from_ns = 0
+
+    @property
+    def source_name(self) -> str:
+        return self.source.name
 
     def start(self) -> bool:
         """Open the source and start the polling thread; False (and a warning) if the source

@@ -67,7 +67,6 @@ def _text(value) -> str:
 class _Device:
     def __init__(self, index: int, handle):
         self.id = str(index)
-        self.index = index
         self.handle = handle
         self.off: set[str] = set()  # metrics NVML said it does not support: not asked again
         self.last_sample_us = 0  # NVML's stamp (µs) of the newest high-rate sample taken

@@ -45,6 +45,12 @@ class LiveLines:
         self.search = search
         self._lines = 0
         self._elapsed_s = 0.0  # a search's stages each restart t_s: count across them
+        head = f"{'elapsed':>8} " + (f"{'rate/s':>9} " if search else "")
+        head += (f"{'offered/s':>10} {'achieved/s':>10} {'p50':>8} {'p99':>8} {'errors':>7} "
+                 f"{'shed':>6} {'inflight':>8} {'send lag p99':>12}")
+        if gpu:
+            head += f"  {'gpu':<14}"
+        self._header = self.colour(head, "1")
 
     def colour(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.tty else text
@@ -53,16 +59,12 @@ class LiveLines:
         """A permanent line (a search step's verdict, a warning)."""
         print(text, file=self.stream, flush=True)
 
+    def warning(self, text: str) -> None:
+        self.line(f"warning: {text}")
+
     def interval(self, snap: IntervalSnapshot) -> None:
-        head = f"{'elapsed':>8} "
-        if self.search:
-            head += f"{'rate/s':>9} "
-        head += (f"{'offered/s':>10} {'achieved/s':>10} {'p50':>8} {'p99':>8} {'errors':>7} "
-                 f"{'shed':>6} {'inflight':>8} {'send lag p99':>12}")
-        if self.gpu:
-            head += f"  {'gpu':<14}"
         if self._lines % 40 == 0 and (self._lines == 0 or self.tty):
-            self.line(self.colour(head, "1") if self.tty else head)
+            self.line(self._header)
         self._lines += 1
         dur = snap.dur_s or float("nan")
         p50, p99 = snap.latency.values_at((50.0, 99.0))

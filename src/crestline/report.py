@@ -125,13 +125,10 @@ def rebuild_run(contents: RunlogContents) -> dict:
         res.add(snap)
     res.interrupted = True
     res.warnings.append(f"{RUN_CUT_SHORT}: rebuilt from {len(contents.intervals)} intervals")
-    d = res.to_dict()
-    d["kind"] = "run"
-    d.setdefault("latency_distribution_ms", res.latency.distribution_ms())
     windows = [s.gpu for s in contents.intervals]
-    if d.get("gpu") is None and any(windows):
-        d["gpu"] = _gpu_record(windows)
-    return d
+    if any(windows):
+        res.gpu = _gpu_record(windows)
+    return res.to_dict()
 
 
 def _gpu_record(windows: list) -> dict:
@@ -187,16 +184,17 @@ def search_bracket(steps: list[dict]) -> tuple[float | None, float | None]:
     lowest rate above lo that failed or stayed unsure. Discarded steps are no evidence."""
     last: dict[float, str] = {}
     for s in steps:
-        if s.get("verdict") in ("pass", "fail") and not _discarded(s):
+        if s.get("verdict") in ("pass", "fail") and not discarded(s):
             last[s["rate_rps"]] = s["verdict"]
     passed = [r for r, v in last.items() if v == "pass"]
     lo = max(passed) if passed else None
     above = [s["rate_rps"] for s in steps if s.get("verdict") in ("fail", "unsure")
-             and not _discarded(s) and (lo is None or s["rate_rps"] > lo)]
+             and not discarded(s) and (lo is None or s["rate_rps"] > lo)]
     return lo, (min(above) if above else None)
 
 
-def _discarded(step: dict) -> bool:
+def discarded(step: dict) -> bool:
+    """A search step the warm-up re-check set aside (its verdict counts for nothing)."""
     return str(step.get("why", "")).startswith("discarded:")
 
 
@@ -209,15 +207,19 @@ def fill_from_runlog(result: dict, contents: RunlogContents | None) -> dict:
     if not result.get("intervals") and contents.intervals:
         result["intervals"] = [s.to_dict() for s in contents.intervals]
     if result.get("kind") == "run" and not result.get("latency_distribution_ms"):
-        merged = Hist.empty()
-        for snap in contents.intervals:
-            if "latency" in snap.hists:
-                merged.add(snap.hists["latency"])
-        result["latency_distribution_ms"] = merged.distribution_ms()
+        result["latency_distribution_ms"] = _latency_of(contents.intervals).distribution_ms()
     if result.get("kind") == "search":
         result["steps"] = [dict(s) for s in result.get("steps", [])]
         _fill_step_distributions(result, contents)
     return result
+
+
+def _latency_of(snaps) -> Hist:
+    merged = Hist.empty()
+    for snap in snaps:
+        if "latency" in snap.hists:
+            merged.add(snap.hists["latency"])
+    return merged
 
 
 def _fill_step_distributions(result: dict, contents: RunlogContents) -> None:
@@ -232,10 +234,7 @@ def _fill_step_distributions(result: dict, contents: RunlogContents) -> None:
     for pos, step in enumerate(result.get("steps", [])):
         snaps = by_step.get(step.get("index", pos), [])[settle:]
         if not step.get("distribution_ms"):
-            merged = Hist.empty()
-            for snap in snaps:
-                if "latency" in snap.hists:
-                    merged.add(snap.hists["latency"])
+            merged = _latency_of(snaps)
             if merged.total:
                 step["distribution_ms"] = merged.distribution_ms()
         if step.get("gpu") is None and any(s.gpu for s in snaps):
@@ -275,10 +274,10 @@ def capacity_and_failure(result: dict) -> tuple[int | None, int | None]:
     cap_i = fail_i = None
     for i, s in enumerate(steps):
         if cap is not None and s.get("rate_rps") == cap and s.get("verdict") == "pass" \
-                and not _discarded(s):
+                and not discarded(s):
             cap_i = i
     above = [(s["rate_rps"], i) for i, s in enumerate(steps)
-             if s.get("verdict") in ("fail", "unsure") and not _discarded(s)
+             if s.get("verdict") in ("fail", "unsure") and not discarded(s)
              and (cap is None or s["rate_rps"] > cap)]
     if above:
         fail_i = min(above)[1]
@@ -320,19 +319,21 @@ def _num(v) -> str:
 
 
 # -- HdrHistogram interval log -------------------------------------------------------------------
-def write_hlog(path_in: str | os.PathLike, path_out: str | os.PathLike) -> int:
+def write_hlog(path_in: str | os.PathLike, path_out: str | os.PathLike,
+               contents: RunlogContents | None = None) -> int:
     """Re-emit every interval of a runlog as an HdrHistogram interval log (format 1.3, as
     `--hdr-log` writes): latency untagged, service and send_lag tagged, values in ns. A search's
     intervals are laid end to end on its load-time axis. Returns the number of intervals.
 
     Raises ConfigError when path_in is a JSON result (it holds no histograms: pass the
-    `--runlog` file) or is not readable as a runlog.
+    `--runlog` file) or is not readable as a runlog. contents: path_in already read.
     """
     path_in = os.fspath(path_in)
-    if _is_json(path_in):
-        raise ConfigError(f"{path_in}: a JSON result holds no histograms; --hlog needs the "
-                          "--runlog file")
-    contents = _read_runlog(path_in)
+    if contents is None:
+        if _is_json(path_in):
+            raise ConfigError(f"{path_in}: a JSON result holds no histograms; --hlog needs "
+                              "the --runlog file")
+        contents = _read_runlog(path_in)
     snaps = contents.intervals
     if contents.kind == "search":
         ends = timeline_s([{"dur_s": s.dur_s} for s in snaps], "search")

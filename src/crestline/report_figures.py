@@ -256,17 +256,11 @@ def _shade_steps(ax, ivs: list[dict], ts: list[float]) -> None:
     """Tint alternate search steps' spans, so that the series reads step by step (needs
     intervals tagged with their step)."""
     spans: dict[int, list[float]] = {}
-    prev = None
     for iv, t in zip(ivs, ts, strict=True):
         step = iv.get("step")
-        # The interval that decides a step can come untagged (the policy has moved on to the
-        # next step when it is logged): at the same rate right after its step, it is that one.
-        if step is None and prev is not None and iv.get("rate_rps") == prev.get("rate_rps"):
-            step = prev.get("step")
         if step is not None:
             span = spans.setdefault(step, [t - float(iv.get("dur_s") or 0), t])
             span[1] = t
-        prev = {"step": step, "rate_rps": iv.get("rate_rps")}
     for k, (a, b) in spans.items():
         if k % 2:
             ax.axvspan(a, b, color="#888888", alpha=0.13, lw=0, zorder=0)

@@ -112,9 +112,9 @@ def load_runlog(path: str) -> RunlogContents:
                     steps.append(rec)
                 elif kind == "summary":
                     summary = rec["result"]
+        except RunlogError:
+            raise  # a ValueError too (it is a ConfigError): not a cut record
         except (msgpack.UnpackException, ValueError) as exc:
-            if isinstance(exc, RunlogError):
-                raise
             if contents is None:
                 raise RunlogError(f"{path}: not a crestline runlog ({exc})", foreign=True) \
                     from None

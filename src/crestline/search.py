@@ -87,10 +87,11 @@ class Step:
         p50, p99, p999 = lat.capped_values_at((50.0, 99.0, 99.9))
         dur = sum(s.dur_s for s in self.intervals)
         mdur = sum(s.dur_s for s in measured) or float("nan")
+        achieved_rps = completed / mdur if measured else None
         return {
             "rate_rps": self.rate_rps,
             "phase": self.phase,
-            "achieved_rps": completed / mdur if measured else None,
+            "achieved_rps": achieved_rps,
             "verdict": v.verdict if v else None,
             "latency_ms": {"p50": p50 / 1e6, "p99": p99 / 1e6, "p999": p999 / 1e6},
             "error_rate": errors / max(scheduled, 1),
@@ -99,7 +100,7 @@ class Step:
             "samples": completed,
             "margin": v.margin if v else None,
             "distribution_ms": lat.distribution_ms(),
-            "gpu": efficiency([s.gpu for s in measured], completed / mdur if measured else None),
+            "gpu": efficiency([s.gpu for s in measured], achieved_rps),
             # with a trace: which requests were slow at this rate
             **{family: {name: {"completed": h.total, "latency_ms": dict(zip(
                 ("p50", "p99"), (v / 1e6 for v in h.capped_values_at((50.0, 99.0))),
@@ -152,6 +153,7 @@ class SearchPolicy:
             return self._warmup_interval(snap)
         step = self.steps[-1]
         step.intervals.append(snap)
+        snap.step = len(self.steps) - 1
         if self._recheck_warmup(snap):
             return self._begin(step.rate_rps, "bracket")
         verdict = self.judge.judge(step.intervals, step.rate_rps,
@@ -188,6 +190,8 @@ class SearchPolicy:
             self._phase = "bracket"
             step = Step(self.cfg.start_rate_rps, "bracket", list(self.warmup_series[d:]))
             self.steps.append(step)
+            for s in step.intervals:
+                s.step = len(self.steps) - 1
             verdict = self.judge.judge(step.intervals, step.rate_rps)
             if verdict is None:
                 return Offer(step.rate_rps)
@@ -417,9 +421,10 @@ class SearchPolicy:
     def result(self) -> dict:
         """The search's outcome: the `--out` JSON contract (docs/search.md)."""
         cfg = self.cfg
-        steps = [s.to_dict() for s in self.steps if s.verdict is not None]
-        at_capacity = [d for d in steps if d["verdict"] == "pass" and d["rate_rps"] == self.lo
-                       and not d["why"].startswith("discarded")]
+        judged = [s for s in self.steps if s.verdict is not None]
+        steps = [s.to_dict() for s in judged]
+        at_capacity = [d for s, d in zip(judged, steps, strict=True)
+                       if d["verdict"] == "pass" and s.rate_rps == self.lo and not s.discarded]
         return {
             "kind": "search",
             "capacity_rps": self.lo,

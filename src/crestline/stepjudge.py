@@ -131,10 +131,11 @@ class StepJudge:
         # 0. The GPU guard: thermal throttling or an XID error ends the step at once (clocks
         # were cut, or the device faulted, so latency here says nothing about the model).
         for s in intervals:
-            trouble = guard_trouble(s.gpu) if s.gpu else None
+            trouble = guard_trouble(s.gpu)
             if trouble:
+                xid = any(fig and fig.get("xid") for fig in s.gpu.values())
                 return Verdict("fail", f"stopped by the GPU guard: {trouble}", 0.5,
-                               intervals[self.settle:], decisive=True, abort="XID" in trouble)
+                               intervals[self.settle:], decisive=True, abort=xid)
 
         measured = intervals[self.settle:]
         k = len(measured)

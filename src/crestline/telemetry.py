@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import math
 
-# Per-device window fields, and how a run's or step's intervals fold into one figure.
-_MEAN = ("util_pct", "mem_util_pct", "power_w", "sm_clock_mhz", "gr_active", "sm_active",
-         "tensor_active")
-_MAX = ("util_max_pct", "mem_used_mib", "mem_total_mib", "temp_c")
+from crestline.errors import ConfigError
+from crestline.gpu import LEVEL_KEYS, PEAK_KEYS, make_sampler
 
 
 class GpuTelemetry:
     """A started sampler plus the per-interval bookkeeping of one run or search."""
 
     def __init__(self, option: str, period_s: float = 0.1):
-        from crestline.gpu import make_sampler
-
         self.option = option
         self.sampler = make_sampler(option, period_s)  # ConfigError for bad text: before load
+
+    @classmethod
+    def for_slo(cls, option: str | None, period_s: float, slo) -> GpuTelemetry | None:
+        """The telemetry `--gpu` asks for, or None; ConfigError if the SLO (an Slo or None)
+        bounds GPU figures that nothing would measure."""
+        if slo is not None and slo.gpu and not option:
+            raise ConfigError(f"the SLO bounds GPU figures ({slo.describe()}): add --gpu nvml "
+                              "or --gpu dcgm=URL so they can be measured")
+        return cls(option, period_s) if option else None
 
     def start(self) -> list[str]:
         """Open the source and start polling; returns warnings (e.g. no driver: the run goes
@@ -47,12 +52,14 @@ class GpuTelemetry:
             self.sampler.warnings.once(
                 f"GPU {dev}: XID {', '.join(map(str, xids))} after the last load interval")
 
-    def info(self, windows: list[dict | None]) -> dict:
-        """The result's top-level `gpu` record over the given interval windows."""
+    def record(self, windows: list[dict | None], warnings: list[str]) -> dict:
+        """The result's top-level `gpu` record over the given interval windows; the sampler's
+        warnings that `warnings` (the result's) lacks are appended to it."""
+        warnings += [w for w in self.sampler.warnings if w not in warnings]
         return {
             "source": self.sampler.source_name,
             "option": self.option,
-            "devices": list(self.sampler.devices or []),
+            "devices": list(self.sampler.devices),
             "summary": summarize(windows),
             "warnings": list(self.sampler.warnings),
         }
@@ -66,12 +73,12 @@ def summarize(windows: list[dict | None]) -> dict:
     for window in windows:
         for dev, fig in (window or {}).items():
             acc = out.setdefault(dev, {"_n": {}, "throttle": set(), "xid": [], "energy_j": None})
-            for key in _MEAN:
+            for key in LEVEL_KEYS:
                 v = fig.get(key)
                 if v is not None:
                     acc[key] = acc.get(key, 0.0) + v
                     acc["_n"][key] = acc["_n"].get(key, 0) + 1
-            for key in _MAX:
+            for key in PEAK_KEYS:
                 v = fig.get(key)
                 if v is not None:
                     acc[key] = v if acc.get(key) is None else max(acc[key], v)
@@ -82,7 +89,7 @@ def summarize(windows: list[dict | None]) -> dict:
     for acc in out.values():
         for key, n in acc.pop("_n").items():
             acc[key] /= n
-        for key in _MEAN + _MAX:
+        for key in LEVEL_KEYS + PEAK_KEYS:
             acc.setdefault(key, None)
         acc["throttle"] = sorted(acc["throttle"])
     return out

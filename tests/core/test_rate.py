@@ -18,14 +18,14 @@ def _conserved(d):
 def test_achieved_rate_within_one_percent_of_offered(target, arrival):
     t = target()
     rate, dur = 2000.0, 4.0
-    results = []
 
     def measure():
-        results.append(crestline.run(t.url, rate_rps=rate, duration_s=dur, arrival=arrival,
-                                     seed=3, connections=16))
-        return results[-1].to_dict()
+        result = crestline.run(t.url, rate_rps=rate, duration_s=dur, arrival=arrival, seed=3,
+                               connections=16)
+        return result, result.to_dict()
 
-    def exact(d):
+    def exact(run):
+        result, d = run
         assert d["requests"]["errors"] == 0, d["requests"]
         if arrival == "constant":
             assert d["requests"]["scheduled"] == rate * dur
@@ -38,9 +38,10 @@ def test_achieved_rate_within_one_percent_of_offered(target, arrival):
         assert d["intervals"][-1]["achieved_rps"] is None  # a few ms of drain is not a rate
         assert sum(i["scheduled"] for i in d["intervals"]) == d["requests"]["scheduled"]
         # histograms hold exactly the completed responses
-        assert results[-1].latency.total == d["requests"]["completed"]
+        assert result.latency.total == d["requests"]["completed"]
 
-    def timing(d):
+    def timing(run):
+        d = run[1]
         assert d["achieved_rps"] == pytest.approx(d["offered_rps"], rel=0.01)
         assert d["client_ok"], d["client_problems"]
         assert d["send_lag_ms"]["p50"] < 1.0
@@ -50,21 +51,21 @@ def test_achieved_rate_within_one_percent_of_offered(target, arrival):
 
 def test_two_workers_share_the_schedule_and_merge_exactly(target):
     t = target()
-    results = []
 
     def measure():
-        results.append(crestline.run(t.url, rate_rps=1500, duration_s=3, workers=2,
-                                     connections=8))
-        return results[-1].to_dict()
+        result = crestline.run(t.url, rate_rps=1500, duration_s=3, workers=2, connections=8)
+        return result, result.to_dict()
 
-    def exact(d):
+    def exact(run):
+        result, d = run
         assert d["requests"]["scheduled"] == 4500
         assert d["requests"]["ok"] == 4500, d["requests"]
-        assert results[-1].latency.total == 4500
+        assert result.latency.total == 4500
         assert sum(i["completed"] for i in d["intervals"]) == 4500
         assert [i["drain"] for i in d["intervals"]] == [False, False, False, True]
 
-    def timing(d):
+    def timing(run):
+        d = run[1]
         assert d["achieved_rps"] == pytest.approx(1500, rel=0.01)
         assert d["client_ok"], d["client_problems"]
 

@@ -64,16 +64,10 @@ def samplers():
     (before monkeypatch restores the environment the fake library reads)."""
     from crestline.gpu import GpuSampler
 
-    made = []
-
     def make(source, period_s: float = 0.05, **kw) -> GpuSampler:
-        s = GpuSampler(source, period_s, **kw)
-        made.append(s)
-        return s
+        return GpuSampler(source, period_s, **kw)
 
-    yield make
-    for s in made:
-        s.stop()
+    yield from stopped_at_teardown(make)
 
 
 # Two GPUs as dcgm-exporter 3.x/4.x prints them. Labels as the exporter writes them.
@@ -147,8 +141,6 @@ def dcgm_text(energy_mj=(1_000_000, 2_000_000), xid=(0, 0), reasons=(0, 0),
 class DcgmExporter:
     """A real HTTP server on 127.0.0.1:0 serving `text` at any path with `status`; both may
     change between scrapes (`set` rewrites the text from dcgm_text's arguments)."""
-
-    BLANK = INT64_BLANK
 
     def __init__(self, text: str | None = None, **values):
         self.text = dcgm_text(**values) if text is None else text

@@ -127,6 +127,7 @@ def test_sampler_over_an_exporter_that_stops(dcgm_exporter, samplers):
     time.sleep(0.1)
     t1 = time.monotonic_ns()
     exporter.stop()
+    t_stopped = time.monotonic_ns()  # a scrape stamped after this cannot be answered
     time.sleep(0.15)
     t2 = time.monotonic_ns()
 
@@ -136,7 +137,7 @@ def test_sampler_over_an_exporter_that_stops(dcgm_exporter, samplers):
     assert up["0"]["throttle"] == ["hw_thermal"] and up["1"]["xid"] == [79]
     assert guard_trouble(up) == "GPU 0: thermal throttling (hw_thermal); GPU 1: XID 79"
 
-    down = s.window(t1 + 30_000_000, t2)  # after the last scrape that could still answer
+    down = s.window(max(t1 + 30_000_000, t_stopped), t2)  # after the last answered scrape
     assert down["0"]["samples"] == 0 and down["0"]["util_pct"] is None
     assert any("a scrape failed" in w for w in s.warnings)
     assert s._thread.is_alive()  # it keeps trying

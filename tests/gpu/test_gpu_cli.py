@@ -5,23 +5,16 @@ LD_LIBRARY_PATH, as a real driver's library would be) and a loopback dcgm-export
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-
-CLI = [sys.executable, "-m", "crestline.cli"]
-
-
-def crestline(*args, env=None, timeout=120):
-    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+from cli_process import crestline
 
 
 @pytest.fixture
 def nvml_env(fake_nvml_path):
-    """The environment of a process whose NVML is the fake (no FAKE_NVML_* faults)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKE_NVML_")}
+    """What a process whose NVML is the fake adds to its environment: no FAKE_NVML_* faults
+    (an empty value is unset to the fake), whatever this process has."""
+    env = {k: "" for k in os.environ if k.startswith("FAKE_NVML_")}
     env["LD_LIBRARY_PATH"] = os.path.dirname(fake_nvml_path)
     return env
 

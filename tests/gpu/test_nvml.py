@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,10 +16,14 @@ from crestline.gpu_nvml import NvmlSource, reason_bits, sample_offset_ns
 H100_UUID = "GPU-11111111-2222-3333-4444-000000000000"
 
 
-def opened(indices=None) -> NvmlSource:
+@contextlib.contextmanager
+def opened(indices=None) -> Iterator[NvmlSource]:
     src = NvmlSource(indices)
     src.open()
-    return src
+    try:
+        yield src
+    finally:
+        src.close()
 
 
 def test_devices_and_known_values(fake_nvml):
@@ -45,15 +51,12 @@ def test_devices_and_known_values(fake_nvml):
 
 
 def test_energy_counter_grows_at_the_device_power(fake_nvml):
-    src = opened()
-    try:
+    with opened() as src:
         a = src.poll()["0"]
-        time.sleep(0.05)
+        time.sleep(0.2)  # long next to a poll's own time: t_ns is read before the counter
         b = src.poll()["0"]
         power_w = (b.energy_mj - a.energy_mj) * 1e6 / (b.t_ns - a.t_ns)
         assert power_w == pytest.approx(250.0, rel=0.05)  # the counter ticks per ms
-    finally:
-        src.close()
 
 
 def test_selected_indices_and_a_missing_index(fake_nvml):
@@ -69,8 +72,7 @@ def test_selected_indices_and_a_missing_index(fake_nvml):
 
 def test_unsupported_metrics_are_null_with_one_warning_each(fake_nvml, monkeypatch):
     monkeypatch.setenv("FAKE_NVML_UNSUPPORTED", "power,temp")
-    src = opened()
-    try:
+    with opened() as src:
         for _ in range(3):
             r = src.poll()
             assert r["0"].power_w is None and r["0"].temp_c is None
@@ -79,8 +81,6 @@ def test_unsupported_metrics_are_null_with_one_warning_each(fake_nvml, monkeypat
         assert len(src.warnings) == 4
         assert any(w.startswith("GPU 0: power not available from NVML (Not Supported)")
                    for w in src.warnings)
-    finally:
-        src.close()
 
 
 def test_init_failure_names_the_nvml_error(fake_nvml, monkeypatch):
@@ -113,32 +113,23 @@ def test_library_not_found_in_a_clean_process():
 
 def test_throttle_reasons_decoded(fake_nvml, monkeypatch):
     monkeypatch.setenv("FAKE_NVML_THROTTLE", "0x44")
-    src = opened()
-    try:
+    with opened() as src:
         r = src.poll()
         assert r["0"].throttle == ["sw_power_cap", "hw_thermal"]
         assert r["1"].throttle == []
-    finally:
-        src.close()
 
 
 def test_older_driver_falls_back_to_throttle_reasons(fake_nvml, monkeypatch):
     monkeypatch.setenv("FAKE_NVML_THROTTLE", "0x1")
     monkeypatch.setenv("FAKE_NVML_UNSUPPORTED", "event_reasons")
-    src = opened()
-    try:
+    with opened() as src:
         assert src.poll()["0"].throttle == ["gpu_idle"]
         assert src.poll()["0"].throttle == ["gpu_idle"]
         assert src.warnings == []
-    finally:
-        src.close()
     monkeypatch.setenv("FAKE_NVML_UNSUPPORTED", "throttle")
-    src = opened()
-    try:
+    with opened() as src:
         assert src.poll()["0"].throttle is None
         assert len(src.warnings) == 2  # once per device
-    finally:
-        src.close()
 
 
 def test_reason_table_matches_the_binding(fake_nvml):
@@ -147,32 +138,25 @@ def test_reason_table_matches_the_binding(fake_nvml):
 
 def test_xid_event_reported_once_on_its_device(fake_nvml, monkeypatch):
     monkeypatch.setenv("FAKE_NVML_XID", "79")
-    src = opened()
-    try:
+    with opened() as src:
         first = src.poll()
         assert first["1"].xid == [79] and first["0"].xid == []
         assert src.poll()["1"].xid == []
-    finally:
-        src.close()
 
 
 def test_xid_registration_unsupported_gives_one_warning(fake_nvml, monkeypatch):
     monkeypatch.setenv("FAKE_NVML_XID", "79")
     monkeypatch.setenv("FAKE_NVML_UNSUPPORTED", "events")
-    src = opened()
-    try:
+    with opened() as src:
         assert src.poll()["1"].xid == []
         assert len(src.warnings) == 1 and "XID events unavailable" in src.warnings[0]
-    finally:
-        src.close()
 
 
 @pytest.mark.parametrize("clock", ["wall", "boot"])
 def test_high_rate_samples_on_the_monotonic_clock(fake_nvml, monkeypatch, clock):
     monkeypatch.setenv("FAKE_NVML_SAMPLE_CLOCK", clock)  # drivers stamp on either
     t_open = time.monotonic_ns()
-    src = opened()
-    try:
+    with opened() as src:
         time.sleep(0.12)  # the fake's buffer takes one sample per 20 ms
         first = src.poll()["0"]
         t_polled = time.monotonic_ns()
@@ -187,8 +171,6 @@ def test_high_rate_samples_on_the_monotonic_clock(fake_nvml, monkeypatch, clock)
         later = src.poll()["0"].util_samples
         assert later and later[0][0] > samples[-1][0]  # only samples not seen before
         assert src.warnings == []
-    finally:
-        src.close()
 
 
 def test_sample_clock_is_the_one_nearest_the_newest_stamp():
@@ -209,20 +191,14 @@ def test_sample_clock_is_the_one_nearest_the_newest_stamp():
 
 
 def test_no_new_samples_is_not_a_failure(fake_nvml):
-    src = opened()
-    try:
+    with opened() as src:
         src.poll()
         src.poll()  # within 20 ms: the driver answers NOT_FOUND
         assert src.warnings == []
-    finally:
-        src.close()
 
 
 def test_lost_gpu_raises_unavailable(fake_nvml, monkeypatch):
-    src = opened()
-    try:
+    with opened() as src:
         monkeypatch.setenv("FAKE_NVML_LOST", "1")
         with pytest.raises(GpuUnavailable, match="GPU 0 is lost"):
             src.poll()
-    finally:
-        src.close()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-CLI = [sys.executable, "-m", "crestline.cli"]
+from cli_process import CLI
+from servers import Target
 
 
 @dataclass
@@ -29,16 +29,12 @@ def report_files(tmp_path_factory) -> ReportFiles:
     """`crestline run` and a short `crestline search` (5 steps) with --out and --runlog, against
     a 4-worker queue with exponential 2 ms service times (capacity near 1 700 rps at p99 20 ms).
 
-    Session-scoped, so it starts its own target: tests/conftest.py's `target` is per test."""
+    Session-scoped, so it makes its own Target: tests/conftest.py's `target` is per test."""
     d = tmp_path_factory.mktemp("report")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crestline.target", "--port", "0", "--max-seconds", "300",
-         "--servers", "4", "--service-ms", "2", "--service-dist", "exp"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    target = Target("--servers", "4", "--service-ms", "2", "--service-dist", "exp",
+                    max_seconds=300)
     try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on "), (line, proc.stderr.read())
-        url = f"http://{line.removeprefix('listening on ')}/"
+        url = target.url
         files = ReportFiles(d / "run.json", d / "run.runlog", d / "search.json",
                             d / "search.runlog")
         p = subprocess.run(CLI + ["run", url, "--rate", "500", "--duration", "3s", "--quiet",
@@ -54,10 +50,7 @@ def report_files(tmp_path_factory) -> ReportFiles:
         assert p.returncode in (0, 1), p.stderr[-2000:]  # 1: not converged within 5 steps
         return files
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
+        target.stop()
 
 
 def _say(config, line: str) -> None:

@@ -9,16 +9,11 @@ import time
 
 import msgpack
 import pytest
+from cli_process import CLI, crestline
 from hdrh.log import HistogramLogReader
 
 from crestline.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
 from crestline.runlog import read_runlog
-
-CLI = [sys.executable, "-m", "crestline.cli"]
-
-
-def crestline(*args, timeout=60):
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout)
 
 
 def test_run_writes_json_contract_runlog_and_hdr_log(target, tmp_path):

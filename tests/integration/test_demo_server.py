@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from servers import Target
+from servers import Target, stopped_at_teardown
 
 from crestline.demo_requests import (
     DIM,
@@ -45,6 +45,12 @@ def server():
     s = DemoServer("--warmup-s", "0")
     yield s
     s.stop()
+
+
+@pytest.fixture
+def demo_server():
+    """Factory: demo_server('--warmup-s', '2') -> a DemoServer of its own, stopped at teardown."""
+    yield from stopped_at_teardown(DemoServer)
 
 
 def call(conn, method: str, path: str, body: bytes | None = None):
@@ -173,51 +179,42 @@ def test_cost_grows_with_the_number_of_candidates(server):
     assert large > 2.5 * small, (small, large)  # ~6x on the development machine
 
 
-def test_warm_up_makes_early_requests_slower():
-    s = DemoServer("--warmup-s", "2", "--warmup-factor", "20")
-    try:
-        c = s.conn()
-        body = make_request_body(100, DIM, np.random.default_rng(5))
-        early = median_latency_s(c, body, 15)  # starts the warm-up clock
-        time.sleep(max(0.0, 2.2 - early * 15))
-        late = median_latency_s(c, body, 15)
-        assert early > 3 * late, (early, late)  # ~10x expected
-    finally:
-        s.stop()
+def test_warm_up_makes_early_requests_slower(demo_server):
+    s = demo_server("--warmup-s", "2", "--warmup-factor", "20")
+    c = s.conn()
+    body = make_request_body(100, DIM, np.random.default_rng(5))
+    early = median_latency_s(c, body, 15)  # starts the warm-up clock
+    time.sleep(max(0.0, 2.2 - early * 15))
+    late = median_latency_s(c, body, 15)
+    assert early > 3 * late, (early, late)  # ~10x expected
 
 
-def test_batching_serves_each_request_its_own_scores():
-    s = DemoServer("--warmup-s", "0", "--workers", "1", "--max-batch", "8",
-                   "--batch-timeout-ms", "5")
-    try:
-        bodies = [make_request_body(n, DIM, np.random.default_rng(n)) for n in (1, 7, 20, 64)]
-        results: dict[int, tuple] = {}
+def test_batching_serves_each_request_its_own_scores(demo_server):
+    s = demo_server("--warmup-s", "0", "--workers", "1", "--max-batch", "8",
+                    "--batch-timeout-ms", "5")
+    bodies = [make_request_body(n, DIM, np.random.default_rng(n)) for n in (1, 7, 20, 64)]
+    results: dict[int, tuple] = {}
 
-        def client(i: int) -> None:
-            results[i] = call(s.conn(), "POST", INFER_PATH, bodies[i])
+    def client(i: int) -> None:
+        results[i] = call(s.conn(), "POST", INFER_PATH, bodies[i])
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(15)
-        for i, body in enumerate(bodies):
-            status, out = results[i]
-            assert status == 200
-            np.testing.assert_allclose(out["outputs"][0]["data"], reference_scores(body),
-                                       rtol=1e-4, atol=1e-4)
-    finally:
-        s.stop()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    for i, body in enumerate(bodies):
+        status, out = results[i]
+        assert status == 200
+        np.testing.assert_allclose(out["outputs"][0]["data"], reference_scores(body),
+                                   rtol=1e-4, atol=1e-4)
 
 
-def test_sigterm_stops_cleanly():
-    s = DemoServer("--warmup-s", "0")
-    try:
-        assert call(s.conn(), "GET", "/v2/health/live")[0] == 200
-        s.proc.send_signal(signal.SIGTERM)
-        assert s.proc.wait(timeout=10) == 0
-    finally:
-        s.stop()
+def test_sigterm_stops_cleanly(demo_server):
+    s = demo_server("--warmup-s", "0")
+    assert call(s.conn(), "GET", "/v2/health/live")[0] == 200
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=10) == 0
 
 
 def test_warmup_multiplier_decays_linearly():

@@ -4,9 +4,9 @@ with --quiet. The terminal is a real pseudo-terminal (os.openpty)."""
 import os
 import select
 import subprocess
-import sys
 
-CLI = [sys.executable, "-m", "crestline.cli"]
+from cli_process import CLI
+
 ESC = "\x1b["
 
 

@@ -3,14 +3,13 @@
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
+from cli_process import CLI
+
 from crestline.target import BODY
 from crestline.trace import read_trace
-
-CLI = [sys.executable, "-m", "crestline.cli"]
 
 
 def start_record(upstream: str, out, *flags: str) -> tuple[subprocess.Popen, str]:

@@ -2,13 +2,11 @@
 
 import json
 import subprocess
-import sys
 
 import numpy as np
+from cli_process import CLI
 
 from crestline.trace import TraceRecord, TraceWriter
-
-CLI = [sys.executable, "-m", "crestline.cli"]
 
 
 def make_trace(path, n=800, rate=200.0, seed=5):

@@ -7,11 +7,10 @@ issue's figure). The search must land within 5% of it through the real engine an
 
 import json
 import subprocess
-import sys
 
 import msgpack
+from cli_process import CLI
 
-CLI = [sys.executable, "-m", "crestline.cli"]
 TRUTH_RPS = 1739.5
 
 

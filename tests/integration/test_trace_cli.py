@@ -1,14 +1,8 @@
 """`crestline trace import` and `crestline trace info` end to end."""
 
 import json
-import subprocess
-import sys
 
-CLI = [sys.executable, "-m", "crestline.cli"]
-
-
-def crestline(*args):
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=60)
+from cli_process import crestline
 
 
 def test_import_then_info(tmp_path):

@@ -1,17 +1,10 @@
 """Verdicts a CI job can gate on, and `crestline compare`: real runs on loopback targets."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-CLI = [sys.executable, "-m", "crestline.cli"]
-
-
-def crestline(*args, timeout=60):
-    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout)
+from cli_process import crestline
+from timing import timed
 
 
 def test_run_slo_assert_exit_codes(target, tmp_path):
@@ -24,10 +17,19 @@ def test_run_slo_assert_exit_codes(target, tmp_path):
     assert d["slo"] == {"p99": "1ms", "errors": "0%"} and d["slo_met"] is False
     assert d["slo_why"][0].startswith("p99 ") and d["slo_why"][0].endswith(" ms > 1 ms")
     assert "NOT met" in p.stdout
-    p = crestline("run", t.url, "--rate", "200", "--duration", "2s", "--slo", "p99=50ms",
-                  "--assert", "--quiet", "--out", out)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(out.read_text())["slo_met"] is True
+
+    def measure():
+        return crestline("run", t.url, "--rate", "200", "--duration", "2s", "--slo",
+                         "p99=50ms", "--assert", "--quiet", "--out", out)
+
+    def exact(p):
+        assert p.returncode in (0, 1), p.stderr
+
+    def timing(p):  # a 5 ms server meets p99 <= 50 ms unless the machine stalls 50 ms
+        assert p.returncode == 0, p.stderr
+        assert json.loads(out.read_text())["slo_met"] is True
+
+    timed(measure, exact, timing)
     # without --assert an unmet SLO is reported, not an exit code
     p = crestline("run", t.url, "--rate", "200", "--duration", "1s", "--slo", "p50=1ms",
                   "--quiet")
@@ -52,18 +54,27 @@ def test_bad_verdict_and_gpu_options_are_exit_2_with_nothing_sent(listener, args
 def test_compare_two_runs(target, tmp_path):
     fast, slow = target("--delay-ms", "2"), target("--delay-ms", "6")
     a, b = tmp_path / "a.json", tmp_path / "b.runlog"
-    for t, args in ((fast, ["--out", a]), (slow, ["--runlog", b])):
-        p = crestline("run", t.url, "--rate", "300", "--duration", "2s", "--quiet", *args)
+
+    def measure():
+        for t, args in ((fast, ["--out", a]), (slow, ["--runlog", b])):
+            p = crestline("run", t.url, "--rate", "300", "--duration", "2s", "--quiet", *args)
+            assert p.returncode == 0, p.stderr
+        p = crestline("compare", a, b, "--json")
         assert p.returncode == 0, p.stderr
-    p = crestline("compare", a, b, "--json")
-    assert p.returncode == 0, p.stderr
-    c = json.loads(p.stdout)
-    rows = {r["metric"]: r for r in c["rows"]}
-    p50 = rows["latency p50"]
-    assert 1.9 < p50["a"] < 4 and 5.9 < p50["b"] < 10
-    assert p50["change_pct"] == pytest.approx(100 * (p50["b"] / p50["a"] - 1))
-    assert rows["achieved"]["change_pct"] == pytest.approx(0, abs=3)
-    assert any("different targets" in n for n in c["notes"])
+        return json.loads(p.stdout)
+
+    def exact(c):
+        p50 = {r["metric"]: r for r in c["rows"]}["latency p50"]
+        assert p50["change_pct"] == pytest.approx(100 * (p50["b"] / p50["a"] - 1))
+        assert any("different targets" in n for n in c["notes"])
+
+    def timing(c):
+        rows = {r["metric"]: r for r in c["rows"]}
+        p50 = rows["latency p50"]
+        assert 1.9 < p50["a"] < 4 and 5.9 < p50["b"] < 10
+        assert rows["achieved"]["change_pct"] == pytest.approx(0, abs=3)
+
+    timed(measure, exact, timing)
     text = crestline("compare", a, b).stdout
     assert "latency p50 (ms)" in text and "worse" in text
 

@@ -10,7 +10,7 @@ PURE = ["crestline", "crestline.errors", "crestline.units", "crestline.arrivals"
         "crestline.search", "crestline.sim", "crestline.trace",
         "crestline.trace_import", "crestline.trace_info", "crestline.gpu",
         "crestline.telemetry", "crestline.compare", "crestline.report",
-        "crestline.workload", "crestline.demo_requests"]
+        "crestline.workload", "crestline.demo_requests", "crestline.report_html"]
 
 
 def test_pure_modules_do_not_import_the_core():
@@ -22,4 +22,12 @@ def test_pure_modules_do_not_import_the_core():
           " 'matplotlib')]\n"
         + "assert not bad, bad\n"
     )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_figures_never_import_the_engine():
+    # matplotlib is its whole point; the engine and the CLI are not.
+    code = ("import sys\nimport crestline.report_figures\n"
+            "bad = [m for m in ('crestline._core', 'crestline.engine', 'crestline.cli', 'uvloop')"
+            " if m in sys.modules]\nassert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)

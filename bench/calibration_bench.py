@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from crestline.search import SearchConfig, SearchPolicy, drive
-from crestline.sim import SimEngine, SimServer, sim_capacity_rps
-from crestline.slo import parse_slo
-from crestline.trace import TraceRecord, TraceWriter, read_trace
+from crestline.search.policy import SearchConfig, SearchPolicy, drive
+from crestline.search.sim import SimEngine, SimServer, sim_capacity_rps
+from crestline.slo.parse import parse_slo
+from crestline.trace.format import TraceRecord, TraceWriter, read_trace
 
 CANDIDATES = np.array([10, 20, 50, 200, 1000])
 SHARES = np.array([0.50, 0.25, 0.15, 0.08, 0.02])

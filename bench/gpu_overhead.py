@@ -41,7 +41,7 @@ def build_fake_nvml(out_dir: str) -> str:
 
 
 def start_target() -> tuple[subprocess.Popen, str]:
-    p = subprocess.Popen([sys.executable, "-m", "crestline.target", "--port", "0",
+    p = subprocess.Popen([sys.executable, "-m", "crestline.servers.target", "--port", "0",
                           "--max-seconds", "3600"], stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline().strip()
     assert line.startswith("listening on "), line

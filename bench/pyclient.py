@@ -2,7 +2,14 @@
 rate mode (open loop):  pyclient.py URL --rate 10000 --duration 10 --conns 50
 max mode (closed loop): pyclient.py URL --rate 0 --duration 10 --conns 50
 Rate-mode latency is measured from each request's INTENDED send time (no coordinated omission)."""
-import argparse, asyncio, json, time, aiohttp, uvloop
+import argparse
+import asyncio
+import json
+import time
+
+import aiohttp
+import uvloop
+
 
 def pct(xs, p):
     return round(xs[min(len(xs) - 1, int(len(xs) * p / 100))] * 1e3, 3) if xs else None

@@ -2,13 +2,13 @@
 """crestline's capacity search against plain baselines, on the virtual-time simulator.
 
 Every method is a small pure policy (start / on_interval / on_drained, the protocol of
-crestline.search) driven by crestline.search.drive on the same SimEngine, seeded alike, so all
+crestline.search.policy) driven by crestline.search.policy.drive on the same SimEngine, seeded alike, so all
 methods see the same server and the same random streams. For each scenario the true capacity
 (the largest Poisson rate whose steady-state p99 meets the bound) comes from queueing theory
-where it is known, else from crestline.sim.sim_capacity_rps (long steady-state simulation).
+where it is known, else from crestline.search.sim.sim_capacity_rps (long steady-state simulation).
 
 Methods:
-  crestline/none, crestline/auto   crestline.search.SearchPolicy, warmup='none' / 'auto'
+  crestline/none, crestline/auto   crestline.search.policy.SearchPolicy, warmup='none' / 'auto'
   mlperf/10s, /30s, /60s           MLPerf LoadGen FindPeakPerformance style: fixed-length probes
                                    judged on the pooled p99 of the whole probe; double from the
                                    start rate while probes pass, then bisect between the last
@@ -43,10 +43,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from crestline.hdr import Hist
-from crestline.search import Done, Drain, Offer, SearchConfig, SearchPolicy, drive
-from crestline.sim import SimEngine, SimServer, mmc_capacity_rps, sim_capacity_rps
-from crestline.slo import parse_slo
+from crestline.measure.hdr import Hist
+from crestline.search.policy import Done, Drain, Offer, SearchConfig, SearchPolicy, drive
+from crestline.search.sim import SimEngine, SimServer, mmc_capacity_rps, sim_capacity_rps
+from crestline.slo.parse import parse_slo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -5,10 +5,10 @@
 
 import numpy as np
 import pytest
+from crestline._hdr import HdrRecorder
 from hdrh.histogram import HdrHistogram
 
-from crestline._hdr import HdrRecorder
-from crestline.hdr import HIGHEST_NS, LAYOUT, LOWEST_NS, SIGNIFICANT_DIGITS, Hist
+from crestline.measure.hdr import HIGHEST_NS, LAYOUT, LOWEST_NS, SIGNIFICANT_DIGITS, Hist
 
 N = 1_000_000
 VALUES = np.random.default_rng(1).lognormal(np.log(2e6), 0.7, N).astype(np.int64)

@@ -2,7 +2,10 @@
 
     taskset -c 1 python3 bench/wake_cost.py 0.0001
 """
-import time, resource, sys
+import resource
+import sys
+import time
+
 n = 20000; gap = float(sys.argv[1])
 t0 = time.monotonic(); r0 = resource.getrusage(resource.RUSAGE_SELF)
 for i in range(n):

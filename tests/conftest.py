@@ -1,6 +1,6 @@
 """Shared fixtures: real loopback servers in their own processes.
 
-The target is crestline's own `crestline.target` (a uvloop HTTP/1.1 server with known delay,
+The target is crestline's own `crestline.servers.target` (a uvloop HTTP/1.1 server with known delay,
 stalls and injected faults), started as a subprocess so it never shares the client's GIL.
 """
 

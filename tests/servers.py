@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 
 
 class Target:
-    """A loopback server program in its own process: crestline.target by default, or another
+    """A loopback server program in its own process: crestline.servers.target by default, or another
     module that takes --port 0 and --max-seconds and prints "listening on HOST:PORT"."""
 
     def __init__(self, *flags: str, max_seconds: float = 120.0,
-                 module: str = "crestline.target"):
+                 module: str = "crestline.servers.target"):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, "--port", "0",
              "--max-seconds", str(max_seconds), *flags],

@@ -1,7 +1,7 @@
 """The per-request engine: open-loop scheduler, HTTP/1.1 keep-alive pool, HDR recording.
 
 Everything done once per request lives here; everything done once per interval or per stage
-lives in Python (crestline.engine). Times are CLOCK_MONOTONIC int64 nanoseconds.
+lives in Python (crestline.engine.stage). Times are CLOCK_MONOTONIC int64 nanoseconds.
 
 The scheduler is a timerfd armed at the next intended send time (TFD_TIMER_ABSTIME, ns) and
 registered with the event loop; every wake sends all slots that are due. Re-arming with

@@ -22,11 +22,11 @@ def __getattr__(name):
 
         return getattr(api, name)
     if name == "RunSpec":
-        from crestline.spec import RunSpec
+        from crestline.engine.spec import RunSpec
 
         return RunSpec
     if name == "RunResult":
-        from crestline.result import RunResult
+        from crestline.measure.result import RunResult
 
         return RunResult
     raise AttributeError(name)

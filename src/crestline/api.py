@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
-from crestline.result import IntervalSnapshot, RunResult
-from crestline.spec import RunSpec, preflight
-from crestline.workload import Workload
+from crestline.engine.spec import RunSpec, preflight
+from crestline.engine.workload import Workload
+from crestline.measure.result import IntervalSnapshot, RunResult
 
 
 def _make_spec(url: str | None, spec: RunSpec | None, kwargs: dict) -> RunSpec:
@@ -49,9 +49,9 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     slo: ['p99=25ms', ...] or an Slo: the result says whether the whole run met it.
     Raises ConfigError before any load is sent if an option is wrong or the target refuses.
     """
-    from crestline.runlog import HdrLogWriter, RunlogWriter
-    from crestline.slo import Slo, parse_slo
-    from crestline.telemetry import GpuTelemetry
+    from crestline.measure.runlog import HdrLogWriter, RunlogWriter
+    from crestline.slo.parse import Slo, parse_slo
+    from crestline.telemetry.recorder import GpuTelemetry
 
     spec = _make_spec(url, spec, options)
     if slo is not None and not isinstance(slo, Slo):
@@ -94,11 +94,11 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
                 on_warning(w)
     try:
         if spec.workers > 1:
-            from crestline.workers import run_workers
+            from crestline.engine.workers import run_workers
 
             result.interrupted = await run_workers(spec, on_snapshot, stop, on_start=align_gpu)
         else:
-            from crestline.engine import Engine, monotonic_ns
+            from crestline.engine.stage import Engine, monotonic_ns
 
             engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
                             class_names=workload.class_names)

@@ -1,4 +1,4 @@
-"""The capacity search on the real engine: the pure policy (crestline.search) drives one
+"""The capacity search on the real engine: the pure policy (crestline.search.policy) drives one
 Engine, stage by stage, on warm connections; steps and intervals go to the runlog as they
 finish.
 
@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
+from crestline.engine.spec import RunSpec, preflight
+from crestline.engine.workload import Workload
 from crestline.errors import ConfigError
-from crestline.result import IntervalSnapshot
-from crestline.search import Done, Drain, Offer, SearchConfig, SearchPolicy, Step
-from crestline.slo import Slo, parse_slo
-from crestline.spec import RunSpec, preflight
+from crestline.measure.result import IntervalSnapshot
+from crestline.search.policy import Done, Drain, Offer, SearchConfig, SearchPolicy, Step
+from crestline.slo.parse import Slo, parse_slo
 from crestline.units import parse_duration_s, parse_rate_rps
-from crestline.workload import Workload
 
 
 def make_config(slo, **limits) -> SearchConfig:
@@ -69,9 +69,9 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     gpu_period_s on its own thread (a GPU that cannot be read is a warning, not an error).
     Raises ConfigError before any load if the spec or target is wrong.
     """
-    from crestline.engine import Engine, monotonic_ns
-    from crestline.runlog import RunlogWriter
-    from crestline.telemetry import GpuTelemetry
+    from crestline.engine.stage import Engine, monotonic_ns
+    from crestline.measure.runlog import RunlogWriter
+    from crestline.telemetry.recorder import GpuTelemetry
 
     spec.validated()
     if spec.workers > 1:

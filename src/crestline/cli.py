@@ -310,16 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_report(a) -> int:
-    from crestline.report import load_with_runlog, text
+    from crestline.report.load import load_with_runlog, text
 
     result, contents = load_with_runlog(a.file)
     if a.hlog:
-        from crestline.report import write_hlog
+        from crestline.report.load import write_hlog
 
         write_hlog(a.file, a.hlog, contents)
         print(f"wrote {a.hlog}", file=sys.stderr)
     if a.html:
-        from crestline.report_html import write_html
+        from crestline.report.html import write_html
 
         write_html(result, a.html, runlog_contents=contents)
         print(f"wrote {a.html}", file=sys.stderr)
@@ -331,8 +331,8 @@ def cmd_report(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from crestline.compare import compare, format_comparison
-    from crestline.report import load
+    from crestline.report.compare import compare, format_comparison
+    from crestline.report.load import load
 
     c = compare(load(a.a), load(a.b))
     print(json.dumps(c, indent=2) if a.json else format_comparison(c, a.a, a.b))
@@ -340,7 +340,7 @@ def cmd_compare(a) -> int:
 
 
 def _spec_from_args(a, rate_rps=None, duration_s=None):
-    from crestline.spec import RunSpec, parse_header, read_body
+    from crestline.engine.spec import RunSpec, parse_header, read_body
     from crestline.units import parse_duration_s, parse_rate_rps
 
     speed = getattr(a, "speed", 1.0)
@@ -373,13 +373,13 @@ def _trace_pass(path: str, speed: float) -> tuple[float, float]:
     """(seconds, requests per second) of one pass over a trace at `speed`."""
     import os
 
-    from crestline.trace import read_trace
+    from crestline.trace.format import read_trace
 
     if not os.path.isfile(path):
         raise ConfigError(f"--trace file {path!r} not found")
     if not speed > 0:
         raise ConfigError(f"--speed must be positive, got {speed!r}")
-    from crestline.workload import pass_duration_s
+    from crestline.engine.workload import pass_duration_s
 
     offsets = read_trace(path).offsets_ns
     if len(offsets) == 0:
@@ -435,8 +435,8 @@ def _gpu_period_s(a) -> float:
 
 def cmd_run(a) -> int:
     from crestline.api import run_async
-    from crestline.live import LiveLines, summary_table
-    from crestline.slo import parse_slo
+    from crestline.report.live import LiveLines, summary_table
+    from crestline.slo.parse import parse_slo
 
     spec = _spec_from_args(a)
     slo = parse_slo(a.slo) if a.slo else None
@@ -480,7 +480,7 @@ def _search_config(a):
 
 def cmd_search(a) -> int:
     from crestline.capacity import search_async
-    from crestline.live import VERDICT_COLOURS, LiveLines, search_step_line, search_summary
+    from crestline.report.live import VERDICT_COLOURS, LiveLines, search_step_line, search_summary
     from crestline.units import parse_rate_rps
 
     config = _search_config(a)
@@ -526,7 +526,7 @@ The demo model server: crestline demo-server --help. The search: docs/search.md.
 
 def _start_demo_server(*flags: str) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "crestline.demo_server", "--port", "0", "--max-seconds", "1800",
+        [sys.executable, "-m", "crestline.servers.demo", "--port", "0", "--max-seconds", "1800",
          *flags], stdout=subprocess.PIPE, text=True,
         start_new_session=True)  # Ctrl-C stops the search, which then stops the server
     try:
@@ -543,7 +543,7 @@ def _start_demo_server(*flags: str) -> tuple[subprocess.Popen, str]:
 def cmd_demo(a) -> int:
     import tempfile
 
-    from crestline.demo_requests import write_demo_trace
+    from crestline.servers.demo_requests import write_demo_trace
 
     server = None
     with tempfile.TemporaryDirectory(prefix="crestline-demo-") as workdir:
@@ -574,7 +574,7 @@ def cmd_demo(a) -> int:
                 with open(out) as f:
                     result = json.load(f)
                 try:
-                    from crestline.report_html import write_html
+                    from crestline.report.html import write_html
 
                     write_html(result, a.html)
                     print(f"report: {os.path.abspath(a.html)}", file=sys.stderr)
@@ -588,11 +588,11 @@ def cmd_demo(a) -> int:
 
 
 def cmd_trace(a) -> int:
-    from crestline.trace import TraceError
+    from crestline.trace.format import TraceError
 
     try:
         if a.trace_command == "import":
-            from crestline.trace_import import load, write_imported
+            from crestline.trace.importers import load, write_imported
 
             imported, fmt = load(a.input, a.format)
             write_imported(imported, a.out, source=f"{fmt}:{os.path.basename(a.input)}")
@@ -604,8 +604,8 @@ def cmd_trace(a) -> int:
                       f"with extras.origin", file=sys.stderr)
             return EXIT_OK
         if a.trace_command == "info":
-            from crestline.trace import read_trace
-            from crestline.trace_info import describe, format_info
+            from crestline.trace.format import read_trace
+            from crestline.trace.info import describe, format_info
 
             d = describe(read_trace(a.file))
             print(json.dumps(d, indent=2) if a.json else format_info(d, a.file))
@@ -618,7 +618,7 @@ def cmd_trace(a) -> int:
 
 
 def cmd_record(a) -> int:
-    from crestline.record import RecordConfig, parse_listen, parse_upstream, run_record
+    from crestline.trace.record import RecordConfig, parse_listen, parse_upstream, run_record
     from crestline.units import parse_duration_s
 
     host, port = parse_listen(a.listen)
@@ -653,13 +653,13 @@ def cmd_record(a) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["target"]:
-        from crestline import target
+        from crestline.servers import target
 
         return target.main(argv[1:])
     if argv[:1] == ["demo-server"]:
-        from crestline import demo_server
+        from crestline.servers import demo
 
-        return demo_server.main(argv[1:])
+        return demo.main(argv[1:])
     parser = build_parser()
     a = parser.parse_args(argv)
     try:

@@ -8,7 +8,7 @@ import crestline
 def test_two_workers_queue_up_near_their_capacity(target):
     # M/D/2 with 5 ms service: capacity 400 rps. At 100 rps (ρ = 0.25) most requests find a free
     # worker, so p50 is the service time; at 380 rps (ρ = 0.95) waits pile up. The twin in
-    # crestline.sim gives p99 7-11 ms at 100 rps and 23-90 ms at 380 rps over 2 s (20 seeds).
+    # crestline.search.sim gives p99 7-11 ms at 100 rps and 23-90 ms at 380 rps over 2 s (20 seeds).
     t = target("--servers", "2", "--service-ms", "5")
 
     def measure():

@@ -62,7 +62,7 @@ def fake_nvml(fake_nvml_path, monkeypatch):
 def samplers():
     """Factory: samplers(source, period_s) -> an unstarted GpuSampler, stopped at teardown
     (before monkeypatch restores the environment the fake library reads)."""
-    from crestline.gpu import GpuSampler
+    from crestline.telemetry.sampler import GpuSampler
 
     def make(source, period_s: float = 0.05, **kw) -> GpuSampler:
         return GpuSampler(source, period_s, **kw)

@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-from crestline.gpu import GpuSampler, GpuUnavailable, guard_trouble
-from crestline.gpu_dcgm import DcgmSource
+from crestline.telemetry.dcgm import DcgmSource
+from crestline.telemetry.readings import GpuUnavailable
+from crestline.telemetry.sampler import GpuSampler
+from crestline.telemetry.window import guard_trouble
 
 INT64_BLANK = 9223372036854775794  # dcgm-exporter's text for an unsupported int64 field
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from crestline.gpu import THROTTLE_BITS, GpuUnavailable
-from crestline.gpu_nvml import NvmlSource, reason_bits, sample_offset_ns
+from crestline.telemetry.nvml import NvmlSource, reason_bits, sample_offset_ns
+from crestline.telemetry.readings import THROTTLE_BITS, GpuUnavailable
 
 H100_UUID = "GPU-11111111-2222-3333-4444-000000000000"
 
@@ -99,8 +99,8 @@ def test_binding_not_installed(monkeypatch):
 
 def test_library_not_found_in_a_clean_process():
     # Its own process: this one may have the fake loaded, and dlopen matches it by soname.
-    code = ("from crestline.gpu import GpuSampler\n"
-            "from crestline.gpu_nvml import NvmlSource\n"
+    code = ("from crestline.telemetry.sampler import GpuSampler\n"
+            "from crestline.telemetry.nvml import NvmlSource\n"
             "s = GpuSampler(NvmlSource())\n"
             "print(s.start()); print(s.warnings); print(s.window(0, 2**62)); s.stop()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -8,21 +8,17 @@ import time
 import pytest
 
 from crestline.errors import ConfigError
-from crestline.gpu import (
-    WINDOW_KEYS,
-    GpuReading,
-    GpuSampler,
-    GpuUnavailable,
+from crestline.telemetry.dcgm import DcgmSource
+from crestline.telemetry.nvml import NvmlSource
+from crestline.telemetry.options import make_sampler, parse_gpu_option
+from crestline.telemetry.readings import WINDOW_KEYS, GpuReading, GpuUnavailable, decode_reasons
+from crestline.telemetry.sampler import GpuSampler
+from crestline.telemetry.window import (
     aggregate_window,
-    decode_reasons,
     guard_trouble,
-    make_sampler,
     next_poll_ns,
-    parse_gpu_option,
     polls_per_interval,
 )
-from crestline.gpu_dcgm import DcgmSource
-from crestline.gpu_nvml import NvmlSource
 
 MS = 1_000_000
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 import crestline
-from crestline.result import IntervalSnapshot
+from crestline.measure.result import IntervalSnapshot
 
 
 def test_run_delivers_interval_snapshots_as_it_goes(target):

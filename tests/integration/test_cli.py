@@ -12,8 +12,8 @@ import pytest
 from cli_process import CLI, crestline
 from hdrh.log import HistogramLogReader
 
-from crestline.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
-from crestline.runlog import read_runlog
+from crestline.measure.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
+from crestline.measure.runlog import read_runlog
 
 
 def test_run_writes_json_contract_runlog_and_hdr_log(target, tmp_path):

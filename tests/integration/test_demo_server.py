@@ -1,4 +1,4 @@
-"""The bundled demo model server (`crestline.demo_server`) on real loopback sockets.
+"""The bundled demo model server (`crestline.servers.demo`) on real loopback sockets.
 
 Each server runs in its own process, as a model server would, so the test client never
 shares its GIL. Latency checks compare medians with generous ratios: the machine is shared.
@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from servers import Target, stopped_at_teardown
 
-from crestline.demo_requests import (
+from crestline.servers.demo import RankerModel, warmup_multiplier
+from crestline.servers.demo_requests import (
     DIM,
     INFER_PATH,
     draw_candidate_counts,
@@ -25,8 +26,7 @@ from crestline.demo_requests import (
     parse_infer,
     write_demo_trace,
 )
-from crestline.demo_server import RankerModel, warmup_multiplier
-from crestline.trace import read_trace
+from crestline.trace.format import read_trace
 
 SEED = 7
 
@@ -34,7 +34,7 @@ SEED = 7
 class DemoServer(Target):
     def __init__(self, *flags: str, max_seconds: float = 60.0):
         super().__init__("--seed", str(SEED), *flags, max_seconds=max_seconds,
-                         module="crestline.demo_server")
+                         module="crestline.servers.demo")
 
     def conn(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=10)

@@ -8,8 +8,8 @@ import urllib.request
 
 from cli_process import CLI
 
-from crestline.target import BODY
-from crestline.trace import read_trace
+from crestline.servers.target import BODY
+from crestline.trace.format import read_trace
 
 
 def start_record(upstream: str, out, *flags: str) -> tuple[subprocess.Popen, str]:

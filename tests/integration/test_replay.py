@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 from cli_process import CLI
 
-from crestline.trace import TraceRecord, TraceWriter
+from crestline.trace.format import TraceRecord, TraceWriter
 
 
 def make_trace(path, n=800, rate=200.0, seed=5):

@@ -1,4 +1,4 @@
-"""crestline.report and crestline.report_html on real files from real runs (see the
+"""crestline.report.load and crestline.report.html on real files from real runs (see the
 `report_files` fixture in conftest.py): JSON and runlog agree, a runlog cut anywhere still
 loads with every complete interval, --hlog is readable by HdrHistogram's own reader, bad files
 are ConfigErrors, and the HTML report is one self-contained, deterministic file."""
@@ -14,9 +14,9 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
-from crestline import report
 from crestline.errors import ConfigError
-from crestline.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
+from crestline.measure.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
+from crestline.report import load as report
 
 
 def _records(path) -> list[tuple[str, int]]:
@@ -173,7 +173,7 @@ def test_bad_files_are_config_errors(report_files, tmp_path):
 # -- HTML ----------------------------------------------------------------------------------------
 def test_html_is_self_contained_and_deterministic(report_files, tmp_path):
     pytest.importorskip("matplotlib")
-    from crestline.report_html import write_html
+    from crestline.report.html import write_html
 
     for src in (report_files.run_json, report_files.run_runlog, report_files.search_json,
                 report_files.search_runlog):
@@ -193,7 +193,7 @@ def test_html_is_self_contained_and_deterministic(report_files, tmp_path):
 
 
 def test_html_without_matplotlib_names_the_extra(report_files, tmp_path, monkeypatch):
-    from crestline.report_html import write_html
+    from crestline.report.html import write_html
 
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)

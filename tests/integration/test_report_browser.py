@@ -13,11 +13,11 @@ import subprocess
 
 import pytest
 
-from crestline import report
+from crestline.report import load as report
 
 pytest.importorskip("matplotlib")
 
-from crestline.report_html import write_html  # noqa: E402
+from crestline.report.html import write_html  # noqa: E402
 
 PROBE = """<figure id="fig-decoy-img"><img alt="" src="data:image/png;base64,AAAA"></figure>
 <figure id="fig-decoy-svg"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"></svg>

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crestline.arrivals import constant_offsets_ns, offsets_ns, poisson_offsets_ns
+from crestline.engine.arrivals import constant_offsets_ns, offsets_ns, poisson_offsets_ns
 from crestline.errors import ConfigError
 
 

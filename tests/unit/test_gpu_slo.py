@@ -4,10 +4,10 @@ whose GPU figures are a known function of the offered rate."""
 import pytest
 
 from crestline.errors import ConfigError
-from crestline.search import SearchConfig, SearchPolicy, drive
-from crestline.sim import SimEngine, SimServer, mmc_capacity_rps
-from crestline.slo import parse_slo
-from crestline.telemetry import efficiency, summarize
+from crestline.search.policy import SearchConfig, SearchPolicy, drive
+from crestline.search.sim import SimEngine, SimServer, mmc_capacity_rps
+from crestline.slo.parse import parse_slo
+from crestline.telemetry.recorder import efficiency, summarize
 
 SERVER = SimServer(servers=4, service_ms=2, service_dist="exp")
 LATENCY_TRUTH = mmc_capacity_rps(99, 0.020, 500, 4)  # about 1750 rps at p99 <= 20 ms

@@ -7,7 +7,7 @@ import pytest
 from crestline._hdr import HdrRecorder
 from hdrh.histogram import HdrHistogram
 
-from crestline.hdr import HIGHEST_NS, LAYOUT, LOWEST_NS, SIGNIFICANT_DIGITS, Hist
+from crestline.measure.hdr import HIGHEST_NS, LAYOUT, LOWEST_NS, SIGNIFICANT_DIGITS, Hist
 
 PCTS = (0.0, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 

@@ -7,9 +7,9 @@ never more than 2% above it.
 
 import pytest
 
-from crestline.search import SearchConfig, SearchPolicy, drive
-from crestline.sim import SimEngine, SimServer, mmc_capacity_rps
-from crestline.slo import parse_slo
+from crestline.search.policy import SearchConfig, SearchPolicy, drive
+from crestline.search.sim import SimEngine, SimServer, mmc_capacity_rps
+from crestline.slo.parse import parse_slo
 
 SCENARIOS = {
     # name: (server, slo, truth_rps, start_rate_rps)

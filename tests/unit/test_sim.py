@@ -1,4 +1,4 @@
-"""The discrete-event twin (crestline.sim) against queueing theory and its own bookkeeping."""
+"""The discrete-event twin (crestline.search.sim) against queueing theory and its own bookkeeping."""
 
 import subprocess
 import sys
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from crestline.errors import ConfigError
-from crestline.hdr import Hist, index_of
-from crestline.sim import (
+from crestline.measure.hdr import Hist, index_of
+from crestline.search.sim import (
     SimEngine,
     SimServer,
     erlang_c,
@@ -190,8 +190,8 @@ def test_bad_settings_are_config_errors():
 
 
 def test_sim_stays_pure():
-    code = ("import sys, crestline.sim\n"
-            "bad = [m for m in ('crestline._core', 'crestline.engine', 'uvloop') "
+    code = ("import sys, crestline.search.sim\n"
+            "bad = [m for m in ('crestline._core', 'crestline.engine.stage', 'uvloop') "
             "if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)

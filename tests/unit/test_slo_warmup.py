@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from crestline.errors import ConfigError
-from crestline.slo import parse_slo
-from crestline.warmup import is_warm, mser_truncation
+from crestline.search.warmup import is_warm, mser_truncation
+from crestline.slo.parse import parse_slo
 
 
 def test_parse_slo():

@@ -2,8 +2,8 @@
 
 import pytest
 
+from crestline.engine.spec import RunSpec, parse_header, parse_url, read_body
 from crestline.errors import ConfigError
-from crestline.spec import RunSpec, parse_header, parse_url, read_body
 from crestline.units import parse_duration_s, parse_rate_rps
 
 

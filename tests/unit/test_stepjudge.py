@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from crestline.hdr import Hist
-from crestline.result import IntervalSnapshot
-from crestline.slo import parse_slo
-from crestline.stepjudge import StepJudge
+from crestline.measure.hdr import Hist
+from crestline.measure.result import IntervalSnapshot
+from crestline.search.judge import StepJudge
+from crestline.slo.parse import parse_slo
 
 RATE = 1000.0
 

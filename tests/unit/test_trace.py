@@ -4,7 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from crestline.trace import (
+from crestline.trace.format import (
     TRACE_FORMAT,
     TraceError,
     TraceReader,

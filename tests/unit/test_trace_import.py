@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from crestline.errors import ConfigError
-from crestline.trace import Trace, TraceRecord, read_trace
-from crestline.trace_import import convert, import_har, import_jsonl, parse_iso8601_ns
-from crestline.trace_info import describe, format_info, model_of
+from crestline.trace.format import Trace, TraceRecord, read_trace
+from crestline.trace.importers import convert, import_har, import_jsonl, parse_iso8601_ns
+from crestline.trace.info import describe, format_info, model_of
 
 
 def jsonl(tmp_path, *lines, name="r.jsonl"):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from crestline.engine.spec import RunSpec
+from crestline.engine.workload import Workload
 from crestline.errors import ConfigError
-from crestline.spec import RunSpec
-from crestline.trace import TraceRecord, TraceWriter
-from crestline.workload import Workload
+from crestline.trace.format import TraceRecord, TraceWriter
 
 
 @pytest.fixture

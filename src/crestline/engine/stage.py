@@ -1,0 +1,151 @@
+"""One engine: a compiled Core on the running event loop, driven stage by stage.
+
+Per interval (Python): wake near the boundary, let the core send what is due, take its
+counters and histograms. Per request: nothing here; that is all in crestline._core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from crestline import _core
+from crestline.engine.arrivals import chunk_source
+from crestline.engine.spec import RunSpec
+from crestline.measure.hdr import LAYOUT
+from crestline.measure.result import IntervalSnapshot
+
+monotonic_ns = _core.monotonic_ns
+
+
+async def sleep_until_ns(t_ns: int, stop: asyncio.Event | None = None) -> bool:
+    """Sleep until the monotonic time t_ns; True if `stop` was set first."""
+    delay_s = (t_ns - monotonic_ns()) / 1e9
+    if stop is not None and stop.is_set():
+        return True
+    if delay_s > 0:
+        if stop is None:
+            await asyncio.sleep(delay_s)
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), delay_s)
+                return True
+            except asyncio.TimeoutError:
+                pass
+    # The loop's timers are millisecond-grained and may fire early: finish the wait turn by
+    # turn, so an interval boundary is never cut before its time (a slot due just before the
+    # end of a stage would otherwise be left unsent).
+    while monotonic_ns() < t_ns:
+        await asyncio.sleep(0)
+    return False
+
+
+class Engine:
+    """Owns one Core (its connection pool stays warm across stages)."""
+
+    def __init__(self, spec: RunSpec, worker: int = 0, payloads: list[bytes] | None = None,
+                 classes=None, class_names=None):
+        target = spec.target
+        connections, max_inflight = spec.share(worker)
+        self.spec = spec
+        self.core = _core.Core(
+            asyncio.get_running_loop(), target.host, target.port,
+            payloads or [spec.request_bytes()], LAYOUT,
+            connections=connections, max_inflight=max_inflight,
+            timeout_s=spec.timeout_s, precise=spec.precise,
+            batch_window_us=spec.batch_window_s * 1e6, classes=classes)
+        self.class_names = class_names
+
+    async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
+                        on_snapshot: Callable[[IntervalSnapshot], bool | None],
+                        stop: asyncio.Event | None = None, first_index: int = 0,
+                        drain: bool = True) -> bool:
+        """Offer one stage's schedule from start_ns; emit a snapshot per interval.
+
+        Interval boundaries sit on the grid start_ns + k * interval_s, so workers that share
+        start_ns cut the same intervals. on_snapshot returning True ends the stage after that
+        interval (the search changes rate that way, on warm connections). Returns True if
+        `stop` cut the stage short.
+        """
+        interval_ns = int(self.spec.interval_s * 1e9)
+        end_ns = start_ns + int(duration_s * 1e9)
+        # Move everything alive now out of the collector's reach: a full collection over the
+        # interpreter's objects pauses the loop for ~10 ms, which would show up as send lag.
+        gc.collect()
+        gc.freeze()
+        try:
+            return await self._run_stage(chunks, start_ns, end_ns, interval_ns, on_snapshot,
+                                         stop, first_index, drain)
+        finally:
+            gc.unfreeze()
+
+    async def _run_stage(self, chunks, start_ns, end_ns, interval_ns, on_snapshot, stop,
+                         first_index, drain) -> bool:
+        core = self.core
+        await sleep_until_ns(start_ns, stop)
+        # Completions since the previous stage (if any) fall into this stage's first interval.
+        core.start(start_ns, end_ns, chunk_source(chunks))
+        k, prev_ns, stopped = 0, start_ns, False
+        while True:
+            boundary_ns = min(start_ns + (k + 1) * interval_ns, end_ns)
+            stopped = await sleep_until_ns(boundary_ns, stop)
+            if stopped:
+                core.stop()
+                boundary_ns = monotonic_ns()
+            else:
+                core.pump()
+            snap = IntervalSnapshot.from_core(
+                first_index + k, (boundary_ns - start_ns) / 1e9, (boundary_ns - prev_ns) / 1e9,
+                core.take_interval(), class_names=self.class_names)
+            snap.mono_start_ns, snap.mono_end_ns = prev_ns, boundary_ns
+            end_now = on_snapshot(snap)
+            prev_ns = boundary_ns
+            k += 1
+            if stopped or boundary_ns >= end_ns:
+                break
+            if end_now:
+                core.stop()
+                break
+        if drain:
+            await self.drain(start_ns, prev_ns, first_index + k, on_snapshot, stop, stopped)
+        return stopped
+
+    async def drain(self, start_ns: int, t0: int, index: int, on_snapshot, stop,
+                    stopped: bool) -> None:
+        """Wait for what is in flight (at most --timeout, 1 s after a stop), then report it.
+
+        t0 is where the last load interval was cut: the drain interval starts there.
+        """
+        core = self.core
+        limit_ns = int(min(self.spec.timeout_s, 1.0) * 1e9) if stopped else int(
+            self.spec.timeout_s * 1e9) + 50_000_000
+        while core.inflight and monotonic_ns() - t0 < limit_ns:
+            if stop is not None and stop.is_set() and not stopped:
+                stopped = True
+                limit_ns = min(limit_ns, int(1e9))
+            await asyncio.sleep(0.002)
+        if core.inflight:
+            core.abandon(f"still in flight when the run ended (drained {limit_ns / 1e9:g} s)")
+        now = monotonic_ns()
+        snap = IntervalSnapshot.from_core(
+            index, (now - start_ns) / 1e9, (now - t0) / 1e9, core.take_interval(), drain=True,
+            class_names=self.class_names)
+        snap.mono_start_ns, snap.mono_end_ns = t0, now
+        on_snapshot(snap)
+
+    async def wait_idle(self, max_s: float) -> float:
+        """Offer nothing until nothing is in flight (at most max_s; the rest are abandoned as
+        timeouts). Returns the seconds waited; what completed meanwhile is discarded."""
+        t0 = monotonic_ns()
+        while self.core.inflight and monotonic_ns() - t0 < max_s * 1e9:
+            await asyncio.sleep(0.005)
+        if self.core.inflight:
+            self.core.abandon(f"still in flight after a {max_s:g} s drain between steps")
+        self.core.take_interval()
+        return (monotonic_ns() - t0) / 1e9
+
+    def close(self) -> None:
+        self.core.close()

@@ -1,0 +1,181 @@
+"""What to send: the pre-rendered requests of a run and the schedule that picks them.
+
+A single request (the default) or a recorded trace. Every distinct request is rendered to
+bytes once, when the workload loads; per request the engine only picks an index. With a trace:
+
+- arrival "trace": the recorded timestamps, divided by `speed`, each with its own request;
+- arrival "constant" / "poisson": that process at `rate_rps`, each slot drawing a recorded
+  request at random (seeded), so the recorded payload mix is kept at any rate;
+- arrival "fitted": the trace's own inter-arrival process at any rate, by a block bootstrap:
+  runs of FIT_BLOCK consecutive recorded gaps (with the requests that followed them), drawn at
+  random and scaled by trace rate / target rate. The gap distribution and its short-range
+  correlation (bursts) survive the scaling, where a Poisson process at the same rate would
+  flatten them.
+
+Pure: numpy and the trace reader, never the compiled core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from crestline.engine.arrivals import CHUNK, offsets_ns
+from crestline.engine.spec import RunSpec, render_request
+
+FIT_BLOCK = 64  # consecutive gaps kept together: bursts shorter than this survive intact
+MAX_NAMED_CLASSES = 20  # model/path classes reported by name; the rest are "other"
+SIZE_BUCKETS = ((1 << 10, "<=1KiB"), (4 << 10, "<=4KiB"), (16 << 10, "<=16KiB"),
+                (64 << 10, "<=64KiB"), (256 << 10, "<=256KiB"), (None, ">256KiB"))
+
+
+def pass_duration_s(offsets_ns: np.ndarray, speed: float = 1.0) -> float:
+    """How long one pass over recorded offsets lasts at `speed`: the span plus one mean gap, so
+    that a looped trace keeps its rate."""
+    if len(offsets_ns) == 0:
+        return 0.0
+    span_ns = int(offsets_ns[-1] - offsets_ns[0])
+    return (span_ns + span_ns / max(len(offsets_ns) - 1, 1)) / 1e9 / speed
+
+
+def size_bucket(nbytes: int) -> int:
+    for i, (top, _) in enumerate(SIZE_BUCKETS):
+        if top is None or nbytes <= top:
+            return i
+    return len(SIZE_BUCKETS) - 1
+
+
+@dataclass
+class Workload:
+    payloads: list[bytes]
+    record_payload: np.ndarray | None = None  # per trace record: index into payloads
+    record_offsets_ns: np.ndarray | None = None  # per trace record, from the trace's origin
+    source: str = "single request"
+    # Per payload: its class by model (or path) and by body size, for per-class results.
+    class_names: tuple[list[str], list[str]] | None = None
+    payload_classes: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def for_spec(cls, spec: RunSpec) -> Workload:
+        if not spec.trace:
+            return cls([spec.request_bytes()])
+        from crestline.trace.format import read_trace
+
+        trace = read_trace(spec.trace)
+        host = spec.target.host_header
+        from collections import Counter
+
+        from crestline.trace.info import model_of
+
+        index: dict[bytes, int] = {}
+        payloads: list[bytes] = []
+        kinds: list[tuple[str, int]] = []  # per payload: (model or path, body bytes)
+        rec_payload = np.empty(len(trace.records), dtype=np.int32)
+        for i, r in enumerate(trace.records):
+            raw = render_request(r.method, r.path, host, list(r.headers) + spec.headers, r.body)
+            j = index.get(raw)
+            if j is None:
+                j = index[raw] = len(payloads)
+                payloads.append(raw)
+                kinds.append((model_of(r) or r.path.split("?", 1)[0], len(r.body)))
+            rec_payload[i] = j
+        if not payloads:
+            from crestline.errors import ConfigError
+
+            raise ConfigError(f"--trace {spec.trace!r} holds no requests")
+        # The most frequent classes (by recorded requests) are named; the rest pool as "other".
+        freq = Counter(kinds[p][0] for p in rec_payload.tolist())
+        named = [n for n, _ in freq.most_common(MAX_NAMED_CLASSES)]
+        if len(freq) > MAX_NAMED_CLASSES:
+            named.append("other")
+        slot = {n: k for k, n in enumerate(named)}
+        other = slot.get("other", 0)
+        by_name = np.array([slot.get(n, other) for n, _ in kinds], dtype=np.int32)
+        by_size = np.array([size_bucket(b) for _, b in kinds], dtype=np.int32)
+        return cls(payloads, rec_payload, trace.offsets_ns, f"trace {spec.trace}",
+                   (named, [label for _, label in SIZE_BUCKETS]), (by_name, by_size))
+
+    def core_classes(self):
+        """The core's `classes` argument, or None without a trace."""
+        if self.payload_classes is None:
+            return None
+        (a, b), (na, nb) = self.payload_classes, self.class_names
+        return ((a, len(na)), (b, len(nb)))
+
+    @property
+    def records(self) -> int:
+        return 0 if self.record_payload is None else len(self.record_payload)
+
+    def trace_duration_s(self, speed: float = 1.0) -> float:
+        """How long one pass over the trace lasts at `speed` (see pass_duration_s)."""
+        o = self.record_offsets_ns
+        return 0.0 if o is None else pass_duration_s(o, speed)
+
+    def trace_rate_rps(self) -> float:
+        d = self.trace_duration_s()
+        return self.records / d if d else 0.0
+
+    def chunks(self, arrival: str, rate_rps: float, duration_s: float, seed: int | None,
+               worker: int = 0, workers: int = 1, speed: float = 1.0,
+               loop: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(offsets ns, payload indices or None) chunks of one worker's share of a stage."""
+        if arrival == "trace":
+            yield from self._trace_chunks(duration_s, worker, workers, speed, loop)
+            return
+        if arrival == "fitted":
+            yield from self._fitted_chunks(rate_rps / workers, duration_s, seed, worker)
+            return
+        rng = np.random.default_rng(np.random.SeedSequence(
+            [seed if seed is not None else 0, worker, 7]))
+        for offs in offsets_ns(arrival, rate_rps, duration_s, seed, worker, workers):
+            if self.record_payload is None:
+                yield offs, None
+            else:
+                picks = rng.integers(0, len(self.record_payload), size=len(offs))
+                yield offs, self.record_payload[picks]
+
+    def _fitted_chunks(self, rate_rps, duration_s, seed, worker):
+        base = self.record_offsets_ns - self.record_offsets_ns[0]
+        gaps = np.diff(base).astype(np.float64)
+        if len(gaps) < 2:
+            from crestline.errors import ConfigError
+
+            raise ConfigError("--arrival fitted needs a trace of at least 3 requests")
+        scale = self.trace_rate_rps() / rate_rps
+        block = min(FIT_BLOCK, len(gaps))
+        rng = np.random.default_rng(np.random.SeedSequence(
+            [seed if seed is not None else 0, worker, 11]))
+        t, end_ns = 0.0, duration_s * 1e9
+        while t < end_ns:
+            starts = rng.integers(0, len(gaps) - block + 1, size=max(1, CHUNK // block))
+            idx = (starts[:, None] + np.arange(block)[None, :]).ravel()
+            times = t + np.cumsum(gaps[idx] * scale)
+            t = float(times[-1])
+            keep = times < end_ns
+            if keep.any():
+                # each slot carries the request recorded right after its gap
+                yield times[keep].astype(np.int64), self.record_payload[idx[keep] + 1]
+
+    def _trace_chunks(self, duration_s, worker, workers, speed, loop):
+        base = self.record_offsets_ns - self.record_offsets_ns[0]
+        period_ns = self.trace_duration_s(speed) * 1e9
+        mine = np.arange(worker, len(base), workers)
+        end_ns = duration_s * 1e9
+        k = 0
+        while True:
+            start = k * period_ns
+            if start >= end_ns:
+                return
+            for i in range(0, len(mine), CHUNK):
+                idx = mine[i:i + CHUNK]
+                offs = (start + base[idx] / speed).astype(np.int64)
+                keep = offs < end_ns
+                if keep.any():
+                    yield offs[keep], self.record_payload[idx[keep]]
+                if not keep.all():
+                    return
+            if not loop:
+                return
+            k += 1

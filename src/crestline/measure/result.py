@@ -1,0 +1,261 @@
+"""Interval snapshots and the run result: counters plus four histograms, merged exactly.
+
+Pure: built from the core's per-interval tuples (or from a runlog), never touching sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crestline.measure.hdr import Hist
+
+ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol")
+HIST_NAMES = ("latency", "service", "send_lag", "schedule_lag")
+CLASS_FAMILIES = ("by_class", "by_size")
+
+
+def add_classes(into: dict, other: dict) -> None:
+    """Add per-class histograms of `other` into `into` (both {family: {name: Hist}})."""
+    for family, hists in other.items():
+        mine = into.setdefault(family, {})
+        for name, h in hists.items():
+            if name in mine:
+                mine[name].add(h)
+            else:
+                mine[name] = h.copy()
+COUNTER_NAMES = ("scheduled", "sent", "completed", "ok", "shed")
+MESSAGES_PER_KIND = 3
+
+
+def _zero_errors() -> dict:
+    return {k: 0 for k in ERROR_KINDS}
+
+
+@dataclass
+class IntervalSnapshot:
+    """One interval of one run (or several workers' same interval, merged).
+
+    t_s is the interval's end in seconds since the run's start; dur_s its length. A `drain`
+    interval holds what completed after the load window ended.
+    """
+
+    index: int
+    t_s: float
+    dur_s: float
+    scheduled: int = 0
+    sent: int = 0
+    completed: int = 0
+    ok: int = 0
+    shed: int = 0
+    by_error: dict = field(default_factory=_zero_errors)
+    inflight: int = 0
+    queued: int = 0
+    connections: int = 0
+    messages: list = field(default_factory=list)
+    hists: dict = field(default_factory=dict)
+    drain: bool = False
+    # Per-class latency with a trace: {"by_class": {name: Hist}, "by_size": {bucket: Hist}},
+    # classes with no completion left out.
+    classes: dict = field(default_factory=dict)
+    # Where the interval sits on CLOCK_MONOTONIC (the GPU sampler's clock), set by the engine.
+    mono_start_ns: int = 0
+    mono_end_ns: int = 0
+    # GPU telemetry over this interval: {device id: crestline.telemetry.window figures}, or None.
+    gpu: dict | None = None
+    # In a search: the step this interval belongs to (None during warm-up) and its rate.
+    step: int | None = None
+    rate_rps: float | None = None
+
+    @classmethod
+    def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
+                  class_names=None):
+        counters, *hists = taken
+        snap = cls(index, t_s, dur_s, drain=drain)
+        if class_names is not None and "classes" in counters:
+            for family, names, takes in zip(CLASS_FAMILIES, class_names, counters["classes"],
+                                            strict=True):
+                snap.classes[family] = {n: Hist.from_take(t) for n, t in zip(names, takes,
+                                                                            strict=True)
+                                        if t[1]}
+        for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
+            setattr(snap, name, int(counters[name]))
+        snap.by_error = dict(counters["by_error"])
+        snap.messages = list(counters["messages"])
+        snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists, strict=True)}
+        return snap
+
+    @property
+    def errors(self) -> int:
+        return sum(self.by_error.values())
+
+    @property
+    def latency(self) -> Hist:
+        return self.hists["latency"]
+
+    def merge(self, other: IntervalSnapshot) -> IntervalSnapshot:
+        """Add another worker's same interval into this one (exact: counts add)."""
+        for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.by_error.items():
+            self.by_error[k] = self.by_error.get(k, 0) + v
+        self.messages += other.messages
+        for name, h in other.hists.items():
+            if name in self.hists:
+                self.hists[name].add(h)
+            else:
+                self.hists[name] = h.copy()
+        add_classes(self.classes, other.classes)
+        self.dur_s = max(self.dur_s, other.dur_s)
+        self.mono_start_ns = self.mono_start_ns or other.mono_start_ns
+        self.mono_end_ns = max(self.mono_end_ns, other.mono_end_ns)
+        return self
+
+    def to_dict(self) -> dict:
+        lat = self.latency.summary_ms()
+        lag = self.hists["send_lag"].values_at((99.0,))
+        dur = self.dur_s or float("nan")
+        d = {
+            "t_s": round(self.t_s, 6),
+            "dur_s": round(self.dur_s, 6),
+            "drain": self.drain,
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "completed": self.completed,
+            "ok": self.ok,
+            "errors": self.errors,
+            "shed": self.shed,
+            "by_error": dict(self.by_error),
+            "inflight": self.inflight,
+            "connections": self.connections,
+            # The drain's rates would divide by a few ms of draining: not comparable, so null.
+            "offered_rps": None if self.drain else self.scheduled / dur,
+            "achieved_rps": None if self.drain else self.completed / dur,
+            "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "p999", "max")},
+            "send_lag_ms": {"p99": lag[0] / 1e6},
+            "gpu": self.gpu,
+        }
+        if self.step is not None or self.rate_rps is not None:
+            d["step"] = self.step
+            d["rate_rps"] = self.rate_rps
+        return d
+
+
+@dataclass
+class RunResult:
+    """What a run measured; `to_dict()` is the `--out` JSON contract (docs/measurement.md)."""
+
+    spec: dict
+    started_unix_s: float
+    intervals: list = field(default_factory=list)
+    hists: dict = field(default_factory=lambda: {n: Hist.empty() for n in HIST_NAMES})
+    counters: dict = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
+    by_error: dict = field(default_factory=_zero_errors)
+    messages: dict = field(default_factory=dict)
+    load_s: float = 0.0
+    interrupted: bool = False
+    warnings: list = field(default_factory=list)
+    classes: dict = field(default_factory=dict)
+    # {"source", "devices", "summary", "warnings"} when GPU telemetry was asked for.
+    gpu: dict | None = None
+    # The run's own SLO check (crestline run --slo): {"slo": {...}, "met": bool, "why": [...]}
+    slo_check: dict | None = None
+
+    def add(self, snap: IntervalSnapshot) -> None:
+        """Fold one (merged) interval into the totals."""
+        self.intervals.append(snap)
+        for name in COUNTER_NAMES:
+            self.counters[name] += getattr(snap, name)
+        for k, v in snap.by_error.items():
+            self.by_error[k] = self.by_error.get(k, 0) + v
+        for kind, msg in snap.messages:
+            kept = self.messages.setdefault(kind, [])
+            if len(kept) < MESSAGES_PER_KIND and msg not in kept:
+                kept.append(msg)
+        for name, h in snap.hists.items():
+            self.hists[name].add(h)
+        add_classes(self.classes, snap.classes)
+        if not snap.drain:
+            self.load_s = snap.t_s
+
+    # -- derived --------------------------------------------------------------------------------
+    def _load_count(self, name: str) -> int:
+        return sum(getattr(s, name) for s in self.intervals if not s.drain)
+
+    @property
+    def latency(self) -> Hist:
+        return self.hists["latency"]
+
+    @property
+    def offered_rps(self) -> float:
+        """Slots the schedule offered per second of load (the realised rate, not the target)."""
+        return self._load_count("scheduled") / self.load_s if self.load_s else 0.0
+
+    @property
+    def achieved_rps(self) -> float:
+        """Responses (any status) completed per second while load was offered."""
+        return self._load_count("completed") / self.load_s if self.load_s else 0.0
+
+    def client_check(self) -> tuple[bool, list[str]]:
+        """(client_ok, reasons): did the client itself keep to its schedule?"""
+        reasons = []
+        # A batch window delays slots by design, up to its length.
+        bound_ms = self.spec.get("max_schedule_lag_p99_ms", 1.0) + 1e3 * self.spec.get(
+            "batch_window_s", 0.0)
+        lag_p99_ms = self.hists["schedule_lag"].values_at((99.0,))[0] / 1e6
+        if lag_p99_ms > bound_ms:
+            reasons.append(
+                f"scheduler lag p99 {lag_p99_ms:.3f} ms > {bound_ms:g} ms: the client could not "
+                "send on time (CPU-bound?); use --workers or a lower rate")
+        target = self.spec.get("rate_rps") or 0.0
+        ratio = self.spec.get("min_issued_ratio", 0.99)
+        arrival = self.spec.get("arrival")
+        # Only a constant schedule has an exact expected count; Poisson counts are random.
+        if arrival == "constant" and target and self.load_s and not self.interrupted:
+            expected = target * self.load_s
+            if self._load_count("scheduled") < ratio * expected - 1:
+                reasons.append(
+                    f"issued {self._load_count('scheduled')} of {expected:.0f} scheduled requests")
+        return (not reasons, reasons)
+
+    def to_dict(self) -> dict:
+        ok, reasons = self.client_check()
+        errors = sum(self.by_error.values())
+        return {
+            "kind": "run",
+            "crestline": self.spec.get("version"),
+            "url": self.spec.get("url"),
+            "target_rps": self.spec.get("rate_rps"),
+            "offered_rps": self.offered_rps,
+            "achieved_rps": self.achieved_rps,
+            "duration_s": self.load_s,
+            "started_unix_s": self.started_unix_s,
+            "interrupted": self.interrupted,
+            "requests": {
+                "scheduled": self.counters["scheduled"],
+                "sent": self.counters["sent"],
+                "completed": self.counters["completed"],
+                "ok": self.counters["ok"],
+                "errors": errors,
+                "shed": self.counters["shed"],
+                "by_error": dict(self.by_error),
+                "error_messages": {k: list(v) for k, v in self.messages.items()},
+            },
+            "latency_ms": self.hists["latency"].summary_ms(),
+            "latency_distribution_ms": self.hists["latency"].distribution_ms(),
+            "service_ms": self.hists["service"].summary_ms(),
+            "send_lag_ms": self.hists["send_lag"].summary_ms(),
+            "schedule_lag_ms": self.hists["schedule_lag"].summary_ms(),
+            "clamped": {n: h.clamped for n, h in self.hists.items()},
+            "client_ok": ok,
+            "client_problems": reasons,
+            "warnings": list(self.warnings),
+            "slo": self.slo_check["slo"] if self.slo_check else None,
+            "slo_met": self.slo_check["met"] if self.slo_check else None,
+            "slo_why": self.slo_check["why"] if self.slo_check else [],
+            "gpu": self.gpu,
+            "spec": self.spec,
+            **{family: {name: {"completed": h.total, "latency_ms": h.summary_ms()}
+                        for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
+               for family, hists in self.classes.items()},
+            "intervals": [s.to_dict() for s in self.intervals],
+        }

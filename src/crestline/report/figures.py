@@ -1,0 +1,461 @@
+"""The HTML report's figures: matplotlib, drawn from a result dict into inline SVG.
+
+Pure readers like crestline.report. Matplotlib is imported only here and only through its
+object API (`matplotlib.figure.Figure`): pyplot would switch the process's global backend,
+which is not ours to change when the report is made from a user's own Python session.
+
+Every builder takes the result dict and returns a `Fig` or None when its data is absent, so a
+result from an older crestline, a run without GPU telemetry or a search without per-step
+distributions simply has fewer figures.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass
+
+from crestline.report.load import capacity_and_failure, search_bracket, timeline_s
+
+PCT_COLORS = {"p50": "#1f77b4", "p90": "#17becf", "p99": "#ff7f0e", "p999": "#d62728"}
+PCT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
+VERDICT_COLORS = {"pass": "#2a9d4b", "fail": "#d1495b", "unsure": "#edae49",
+                  "invalid": "#8d99ae", None: "#8d99ae"}
+PHASE_MARKERS = {"bracket": "o", "refine": "s", "retest": "D", "confirm": "*"}
+_RC = {"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
+       "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
+       "legend.frameon": False, "figure.dpi": 100}
+
+
+@dataclass
+class Fig:
+    key: str       # stable id of the figure kind, e.g. "latency-vs-rate"
+    caption: str
+    svg: str       # an <svg> element, ready to inline
+
+
+def figures(result: dict) -> list[Fig]:
+    """Every figure the result has data for, in report order. Raises ImportError without
+    matplotlib (crestline.report.html turns that into a ConfigError)."""
+    import matplotlib
+
+    search = result.get("kind") == "search"
+    builders = ([_latency_vs_rate, _trajectory, _gpu_vs_rate] if search else []) + [
+        _rates_series, _latency_series, _gpu_series, _distribution, _classes]
+    out: list[Fig] = []
+    with matplotlib.rc_context(_RC):
+        for build in builders:
+            made = build(result)
+            out.extend(m for m in (made if isinstance(made, list) else [made]) if m is not None)
+    return out
+
+
+def _figure(height_in: float = 3.2, rows: int = 1, cols: int = 1, **kw):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, height_in), layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False, **kw)
+
+
+def _svg(fig, key: str) -> str:
+    """The figure as an <svg> element: no XML prolog, no metadata (it names external URLs),
+    ids prefixed by the figure's key so that several inline figures never share one."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": key}):  # fixed salt: the same input, same bytes
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
+    svg = re.sub(r'\bid="', f'id="{key}-', svg)
+    svg = re.sub(r'url\(#', f'url(#{key}-', svg)
+    svg = re.sub(r'href="#', f'href="#{key}-', svg)
+    # Scale with the column instead of a fixed size in points; the viewBox keeps the aspect.
+    return re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
+                  r'<svg \1style="width:100%;height:auto" role="img"', svg, count=1)
+
+
+def _done(fig, key: str, caption: str) -> Fig:
+    return Fig(key, caption, _svg(fig, key))
+
+
+def _log_ms(ax) -> None:
+    """Log scale with plain tick labels (0.5, 2, 20), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(
+        lambda v, _pos: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+
+
+def _positive(v) -> bool:
+    return isinstance(v, (int, float)) and v > 0 and math.isfinite(v)
+
+
+def slo_bounds_ms(result: dict) -> dict[str, float]:
+    """{'p99': 25.0, ...}: the SLO's latency terms in ms (the errors term left out)."""
+    from crestline.errors import ConfigError
+    from crestline.slo.parse import parse_slo
+
+    slo = result.get("slo") or {}
+    if not isinstance(slo, dict):
+        return {}
+    try:
+        parsed = parse_slo([f"{k}={v}" for k, v in slo.items()])
+    except ConfigError:
+        return {}
+    return {b.name: b.bound_ms for b in parsed.latency}
+
+
+def _pct_of(name: str) -> float:
+    from crestline.slo.parse import _percentile
+
+    return _percentile(name)
+
+
+def _slo_lines(ax, result: dict) -> None:
+    for name, bound in slo_bounds_ms(result).items():
+        ax.axhline(bound, color=PCT_COLORS.get(name, "black"), ls="--", lw=1,
+                   label=f"SLO {name} ≤ {bound:g} ms")
+
+
+def _steps(result: dict) -> list[dict]:
+    return [s for s in result.get("steps") or [] if isinstance(s, dict) and "rate_rps" in s]
+
+
+# -- search ------------------------------------------------------------------------------------
+def _latency_vs_rate(result: dict) -> Fig | None:
+    steps = _steps(result)
+    if not steps:
+        return None
+    fig, axes = _figure(3.6)
+    ax = axes[0][0]
+    drawn = False
+    for key in ("p50", "p99", "p999"):
+        pts = sorted((s["rate_rps"], (s.get("latency_ms") or {}).get(key), s.get("verdict"))
+                     for s in steps)
+        pts = [p for p in pts if _positive(p[1])]
+        if not pts:
+            continue
+        drawn = True
+        color = PCT_COLORS[key]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, lw=0.8, alpha=0.5)
+        passed = [p for p in pts if p[2] == "pass"]
+        other = [p for p in pts if p[2] != "pass"]
+        ax.scatter([p[0] for p in passed], [p[1] for p in passed], color=color, s=22,
+                   label=f"{PCT_LABELS[key]}", zorder=3)
+        ax.scatter([p[0] for p in other], [p[1] for p in other], facecolors="none",
+                   edgecolors=color, s=22, zorder=3)
+    if not drawn:
+        return None
+    _slo_lines(ax, result)
+    cap = result.get("capacity_rps")
+    if _positive(cap):
+        ax.axvline(cap, color="black", lw=1, label=f"capacity {cap:,.0f} rps")
+    _log_ms(ax)
+    ax.set_xlabel("offered rate (rps)")
+    ax.set_ylabel("latency (ms)")
+    ax.legend(loc="upper left")
+    return _done(fig, "latency-vs-rate",
+                 "Latency percentiles per step against the offered rate (filled: the step "
+                 "passed; hollow: it failed or stayed unsure), with the SLO bounds (dashed) and "
+                 "the capacity found (vertical line).")
+
+
+def _trajectory(result: dict) -> Fig | None:
+    steps = _steps(result)
+    if not steps:
+        return None
+    fig, axes = _figure(3.2)
+    ax = axes[0][0]
+    n = list(range(1, len(steps) + 1))
+    los, his = [], []
+    for k in range(len(steps)):
+        lo, hi = search_bracket(steps[:k + 1])
+        los.append(lo)
+        his.append(hi)
+    rates = [s["rate_rps"] for s in steps]
+    top = max(rates) * 1.08
+    lo_y = [v if v is not None else 0.0 for v in los]
+    hi_y = [v if v is not None else top for v in his]
+    ax.fill_between(n, lo_y, hi_y, step="post", color="#999999", alpha=0.15,
+                    label="bracket [lo, hi] after the step")
+    ax.plot(n, rates, color="#555555", lw=0.8)
+    for verdict, color in VERDICT_COLORS.items():
+        if verdict is None:
+            continue
+        for phase, marker in PHASE_MARKERS.items():
+            pts = [(i, s["rate_rps"]) for i, s in zip(n, steps, strict=True)
+                   if s.get("verdict") == verdict and s.get("phase") == phase]
+            if pts:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=color,
+                           marker=marker, s=40 if marker == "*" else 26, zorder=3,
+                           label=f"{verdict} ({phase})")
+    cap = result.get("capacity_rps")
+    if _positive(cap):
+        ax.axhline(cap, color="black", lw=1, ls="--", label=f"capacity {cap:,.0f} rps")
+    ax.set_xlim(0.5, len(steps) + 0.5)
+    ax.set_ylim(0, top)
+    ax.set_xticks(n if len(n) <= 30 else n[::max(1, len(n) // 15)])
+    ax.set_xlabel("step")
+    ax.set_ylabel("offered rate (rps)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _done(fig, "trajectory",
+                 "Search trajectory: the rate of each step, coloured by verdict (green pass, "
+                 "red fail, amber unsure, grey invalid; the marker is the phase), and the "
+                 "bracket narrowing around the capacity (shaded).")
+
+
+def _gpu_vs_rate(result: dict) -> Fig | None:
+    pts = sorted((s["rate_rps"], s["gpu"]) for s in _steps(result)
+                 if isinstance(s.get("gpu"), dict))
+    if not pts:
+        return None
+    fig, axes = _figure(3.0, 1, 2)
+    left, right = axes[0]
+    rates = [p[0] for p in pts]
+    left.plot(rates, [p[1].get("util_pct") for p in pts], "o-", color="#1f77b4", ms=4)
+    left.set_ylabel("GPU utilisation (%)")
+    left.set_ylim(0, 105)
+    power = [p[1].get("power_w") for p in pts]
+    if any(_positive(v) for v in power):
+        twin = left.twinx()
+        twin.plot(rates, power, "s--", color="#d62728", ms=4, label="power (W)")
+        twin.set_ylim(bottom=0)
+        twin.set_ylabel("power (W)")
+        twin.grid(False)
+        twin.spines["right"].set_visible(True)
+    left.set_xlabel("offered rate (rps)")
+    per_w = [p[1].get("rps_per_w") for p in pts]
+    right.plot(rates, per_w, "o-", color="#2a9d4b", ms=4)
+    right.set_xlabel("offered rate (rps)")
+    right.set_ylabel("requests per second per watt (rps/W)")
+    cap = result.get("capacity_rps")
+    if _positive(cap):
+        for ax in (left, right):
+            ax.axvline(cap, color="black", lw=1)
+    return _done(fig, "gpu-vs-rate",
+                 "GPU per step: utilisation (%, circles) and power (W, squares) against the "
+                 "offered rate, and requests per second per watt (rps/W); the vertical line is "
+                 "the capacity.")
+
+
+# -- both ------------------------------------------------------------------------------------------
+def _series(result: dict):
+    ivs = [iv for iv in result.get("intervals") or [] if isinstance(iv, dict)]
+    if not ivs:
+        return None, None
+    return ivs, timeline_s(ivs, result.get("kind", "run"))
+
+
+def _shade_steps(ax, ivs: list[dict], ts: list[float]) -> None:
+    """Tint alternate search steps' spans, so that the series reads step by step (needs
+    intervals tagged with their step)."""
+    spans: dict[int, list[float]] = {}
+    for iv, t in zip(ivs, ts, strict=True):
+        step = iv.get("step")
+        if step is not None:
+            span = spans.setdefault(step, [t - float(iv.get("dur_s") or 0), t])
+            span[1] = t
+    for k, (a, b) in spans.items():
+        if k % 2:
+            ax.axvspan(a, b, color="#888888", alpha=0.13, lw=0, zorder=0)
+
+
+def _rates_series(result: dict) -> Fig | None:
+    ivs, ts = _series(result)
+    if not ivs:
+        return None
+    fig, axes = _figure(3.0)
+    ax = axes[0][0]
+    load = [(t, iv) for t, iv in zip(ts, ivs, strict=True) if not iv.get("drain")]
+    for key, label, style in (("offered_rps", "offered", "-"), ("achieved_rps", "achieved", "-")):
+        pts = [(t, iv.get(key)) for t, iv in load if iv.get(key) is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, lw=1.2, label=label,
+                    drawstyle="steps-pre")
+    target = [(t, iv.get("rate_rps")) for t, iv in load if iv.get("rate_rps") is not None]
+    if target:
+        ax.plot([p[0] for p in target], [p[1] for p in target], "--", color="black", lw=0.8,
+                label="step rate", drawstyle="steps-pre")
+    _shade_steps(ax, ivs, ts)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(_time_label(result))
+    ax.set_ylabel("rate (rps)")
+    ax.legend(loc="lower right")
+    return _done(fig, "rates",
+                 "Offered and achieved rate per interval (requests per second): offered counts "
+                 "the slots scheduled, achieved the responses completed.")
+
+
+def _time_label(result: dict) -> str:
+    if result.get("kind") == "search":
+        intervals = result.get("intervals") or []
+        if intervals and all(iv.get("elapsed_s") is not None for iv in intervals):
+            return "time since the search began (s)"
+        return "load time (s; drains between steps left out)"
+    return "time since load start (s)"
+
+
+def _latency_series(result: dict) -> Fig | None:
+    ivs, ts = _series(result)
+    if not ivs:
+        return None
+    fig, axes = _figure(4.2, 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top, bottom = axes[0][0], axes[1][0]
+    for key in ("p50", "p99", "p999"):
+        pts = [(t, (iv.get("latency_ms") or {}).get(key), bool(iv.get("drain")))
+               for t, iv in zip(ts, ivs, strict=True)]
+        pts = [p for p in pts if _positive(p[1])]
+        load = [p for p in pts if not p[2]]
+        if load:
+            top.plot([p[0] for p in load], [p[1] for p in load], ".-", ms=3, lw=1,
+                     color=PCT_COLORS[key], label=PCT_LABELS[key])
+        # The drain holds the stragglers of the last interval, often a handful: a point of its
+        # own rather than the end of the line, so it does not read as a trend.
+        drain = [p for p in pts if p[2]]
+        if drain:
+            top.scatter([p[0] for p in drain], [p[1] for p in drain], facecolors="none",
+                        edgecolors=PCT_COLORS[key], s=24, zorder=3,
+                        label="drain" if key == "p999" else None)
+    _slo_lines(top, result)
+    _shade_steps(top, ivs, ts)
+    _log_ms(top)
+    top.set_ylabel("latency (ms)")
+    top.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=6)
+    lag = [(t, (iv.get("send_lag_ms") or {}).get("p99"), bool(iv.get("drain")))
+           for t, iv in zip(ts, ivs, strict=True)]
+    lag = [p for p in lag if p[1] is not None]
+    bottom.plot([p[0] for p in lag if not p[2]], [p[1] for p in lag if not p[2]], ".-", ms=3,
+                lw=1, color="#6a3d9a")
+    bottom.scatter([p[0] for p in lag if p[2]], [p[1] for p in lag if p[2]], s=24,
+                   facecolors="none", edgecolors="#6a3d9a", zorder=3)
+    bottom.set_ylabel("send lag p99 (ms)")
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel(_time_label(result))
+    return _done(fig, "latency-series",
+                 "Latency per interval (p50, p99, p99.9, from the intended send time; ms, log "
+                 "scale) with the SLO bounds, and below it the send lag p99 (ms): how late "
+                 "requests went onto the wire. Hollow points: the drain after the load.")
+
+
+def _gpu_series(result: dict) -> Fig | None:
+    ivs, ts = _series(result)
+    if not ivs:
+        return None
+    per_dev: dict[str, dict[str, list]] = {}
+    for t, iv in zip(ts, ivs, strict=True):
+        for dev, m in (iv.get("gpu") or {}).items():
+            if not isinstance(m, dict):
+                continue
+            d = per_dev.setdefault(str(dev), {})
+            for key in ("util_pct", "power_w", "mem_used_mib", "mem_total_mib"):
+                if isinstance(m.get(key), (int, float)):
+                    d.setdefault(key, []).append((t, m[key]))
+    panels = [(k, lab) for k, lab in (("util_pct", "utilisation (%)"), ("power_w", "power (W)"),
+                                      ("mem_used_mib", "memory used (MiB)"))
+              if any(k in d for d in per_dev.values())]
+    if not panels:
+        return None
+    fig, axes = _figure(1.0 + 1.6 * len(panels), len(panels), 1, sharex=True)
+    for (key, label), row in zip(panels, axes, strict=True):
+        ax = row[0]
+        for dev, d in sorted(per_dev.items()):
+            pts = d.get(key) or []
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.1, label=f"GPU {dev}")
+            if key == "mem_used_mib" and d.get("mem_total_mib"):
+                ax.axhline(d["mem_total_mib"][-1][1], ls=":", lw=0.8, color="grey")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+    axes[0][0].legend(loc="upper left", ncols=4)
+    axes[-1][0].set_xlabel(_time_label(result))
+    return _done(fig, "gpu-series",
+                 "GPU telemetry per interval and device: utilisation (%), power draw (W) and "
+                 "memory used (MiB; dotted: the device's total).")
+
+
+_NINES_TICKS = {1: "0%", 10: "90%", 100: "99%", 1e3: "99.9%", 1e4: "99.99%", 1e5: "99.999%",
+                1e6: "99.9999%"}
+
+
+def _distribution(result: dict) -> Fig | None:
+    series = []
+    if result.get("kind") == "search":
+        steps = result.get("steps") or []
+        for i in capacity_and_failure(result):
+            if i is not None and steps[i].get("distribution_ms"):
+                s = steps[i]
+                series.append((f"step {i + 1}: {s['rate_rps']:,.0f} rps, {s.get('verdict')}",
+                               s["distribution_ms"], VERDICT_COLORS.get(s.get("verdict"))))
+    elif result.get("latency_distribution_ms"):
+        series.append(("run", result["latency_distribution_ms"], PCT_COLORS["p50"]))
+    if not series:
+        return None
+    fig, axes = _figure(3.4)
+    ax = axes[0][0]
+    xmax, values = 10.0, []
+    for label, dist, color in series:
+        pts = [(1.0 / (1.0 - p / 100.0), ms) for p, ms in dist if p < 100.0]
+        top = max((ms for _, ms in dist), default=0.0)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], ".-", color=color, lw=1.4, ms=4,
+                label=f"{label} (max {top:.3g} ms)")
+        xmax = max([xmax] + [p[0] for p in pts])
+        values += [p[1] for p in pts if p[1] > 0]
+    for name, bound in slo_bounds_ms(result).items():
+        x = 1.0 / (1.0 - _pct_of(name) / 100.0)
+        ax.plot([x], [bound], "v", color="black", ms=7, label=f"SLO {name} ≤ {bound:g} ms")
+        ax.hlines(bound, 1, x, colors="black", linestyles=":", lw=0.8)
+        xmax = max(xmax, x)
+    ax.set_xscale("log")
+    ticks = [t for t in _NINES_TICKS if t <= xmax * 1.01]
+    ax.set_xticks(ticks, [_NINES_TICKS[t] for t in ticks])
+    ax.minorticks_off()
+    if values and max(values) / min(values) > 100:
+        _log_ms(ax)
+    else:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("percentile (log scale of 1 / (1 − p): one tick per nine)")
+    ax.set_ylabel("latency (ms)")
+    ax.legend(loc="lower right")
+    what = ("the capacity step and the first failing step above it" if result.get("kind")
+            == "search" else "the whole run")
+    return _done(fig, "distribution",
+                 f"HDR percentile distribution of latency for {what} (ms); triangles mark "
+                 "the SLO bounds.")
+
+
+def _classes(result: dict) -> list[Fig]:
+    """Per-class latency bars: a run's own classes, or a search's capacity step's."""
+    source, where = result, "the run"
+    if result.get("kind") == "search":
+        cap_i = capacity_and_failure(result)[0]
+        if cap_i is None:
+            return []
+        source = result["steps"][cap_i]
+        where = f"the capacity step ({source['rate_rps']:,.0f} rps)"
+    out = []
+    for family, title in (("by_class", "model/path"), ("by_size", "body size")):
+        classes = source.get(family)
+        if not isinstance(classes, dict) or not classes:
+            continue
+        items = sorted(classes.items(), key=lambda kv: -kv[1].get("completed", 0))[:12]
+        fig, axes = _figure(0.9 + 0.32 * len(items) * 2)
+        ax = axes[0][0]
+        ys = range(len(items))
+        for j, key in enumerate(("p50", "p99")):
+            vals = [(c.get("latency_ms") or {}).get(key) or 0 for _, c in items]
+            ax.barh([y + j * 0.4 for y in ys], vals, height=0.38, color=PCT_COLORS[key],
+                    label=PCT_LABELS[key])
+        ax.set_yticks([y + 0.2 for y in ys], [f"{n[:32]} ({c.get('completed', 0):,})"
+                                              for n, c in items])
+        ax.invert_yaxis()
+        ax.set_xlabel("latency (ms)")
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+        out.append(_done(fig, f"classes-{family.replace('_', '-')}",
+                         f"Latency by {title} in {where}: p50 and p99 (ms); the number of "
+                         "completed requests in brackets."))
+    return out

@@ -1,0 +1,2 @@
+"""SLOs: parsing `--slo` terms and the one evaluator every verdict uses.
+"""

@@ -1,5 +1,8 @@
 """Builds the compiled core (ext/crestline/*.pyx) into the crestline package.
 
+_core (scheduler, queue, timeouts, recorders) meets connections only through _seam's declared
+interface; each transport (_http1, ...) is its own extension cimporting _seam.
+
 CRESTLINE_DEBUG=1 builds with bounds checks and wraparound on (a debug build the tests can
 also run on); CRESTLINE_ANNOTATE=1 writes `cython -a` HTML next to the sources.
 """
@@ -33,7 +36,7 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_hdr"), ext("_core")],
+        [ext("_hdr"), ext("_seam"), ext("_http1"), ext("_core")],
         include_path=["ext"],
         compiler_directives=directives,
         annotate=os.environ.get("CRESTLINE_ANNOTATE") == "1",

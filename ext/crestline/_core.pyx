@@ -1,4 +1,4 @@
-"""The per-request engine: open-loop scheduler, HTTP/1.1 keep-alive pool, HDR recording.
+"""The per-request engine: open-loop scheduler, connection pool, HDR recording.
 
 Everything done once per request lives here; everything done once per interval or per stage
 lives in Python (crestline.engine.stage). Times are CLOCK_MONOTONIC int64 nanoseconds.
@@ -7,11 +7,10 @@ The scheduler is a timerfd armed at the next intended send time (TFD_TIMER_ABSTI
 registered with the event loop; every wake sends all slots that are due. Re-arming with
 timerfd_settime also clears the fd's readiness, so no read() is needed per wake. uvloop's own
 timers round to whole milliseconds and may fire early; the timerfd does neither.
+
+Connections are reached only through the transport seam (crestline._seam): the core keeps the
+books (queue, in-flight, timeouts, recorders) and a transport speaks the wire protocol.
 """
-import asyncio
-
-import httptools
-
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 from posix.time cimport itimerspec
@@ -19,6 +18,11 @@ from posix.unistd cimport close
 
 from crestline._clock cimport now_ns
 from crestline._hdr cimport HdrRecorder
+from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_IDLE, ERR_CONNECT, ERR_READ,
+                              ERR_TIMEOUT, N_ERR, OUTCOME_OK, Conn, Connector, Owner)
+
+from crestline._http1 import Http1
+from crestline.measure.result import ERROR_KINDS
 
 
 cdef extern from "<sys/timerfd.h>" nogil:
@@ -32,30 +36,12 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_MONOTONIC
 
 
-# Error kinds, in the order of ERROR_KINDS.
-cdef enum:
-    ERR_CONNECT = 0
-    ERR_TIMEOUT = 1
-    ERR_READ = 2
-    ERR_HTTP_4XX = 3
-    ERR_HTTP_5XX = 4
-    ERR_PROTOCOL = 5
-    N_ERR = 6
-
-ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol")
-
-# Connection states.
-cdef enum:
-    S_NEW = 0       # created, not connected yet
-    S_IDLE = 1      # connected, no request outstanding
-    S_BUSY = 2      # one request written, response not complete
-    S_DEAD = 3      # closing or closed; never reused
+# The names are the pure layer's; the seam's enum indexes them.
+assert len(ERROR_KINDS) == N_ERR, (ERROR_KINDS, N_ERR)
 
 # First messages kept per error kind per interval (the Python layer keeps the run's first few).
 cdef enum:
     MESSAGES_PER_KIND = 3
-
-cdef class Core
 
 
 def monotonic_ns():
@@ -63,68 +49,20 @@ def monotonic_ns():
     return now_ns()
 
 
-cdef class _Conn:
-    """One keep-alive HTTP/1.1 connection; at most one request outstanding (no pipelining)."""
-    cdef Core core
-    cdef object transport
-    cdef object write
-    cdef object parser
-    cdef int state
-    cdef int64_t intended_ns
-    cdef int64_t sent_ns
-    cdef int32_t pidx
-
-    def __init__(self, Core core):
-        self.core = core
-        self.parser = httptools.HttpResponseParser(self)
-        self.state = S_NEW
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.write = transport.write
-        self.core._conn_made(self)
-
-    def data_received(self, data):
-        if self.state != S_BUSY:
-            if self.state != S_DEAD:
-                self.core._conn_error(self, ERR_PROTOCOL, "bytes from the server with no request outstanding")
-            return
-        try:
-            self.parser.feed_data(data)
-        except Exception as exc:
-            self.core._conn_error(self, ERR_PROTOCOL, f"bad HTTP response: {exc!r}")
-
-    def on_message_complete(self):
-        self.core._response_done(self, self.parser.get_status_code(),
-                                 self.parser.should_keep_alive())
-
-    def eof_received(self):
-        return False
-
-    def connection_lost(self, exc):
-        self.core._conn_lost(self, exc)
-
-
-class Conn(_Conn, asyncio.Protocol):
-    pass
-
-
-cdef class Core:
+cdef class Core(Owner):
     """Drives one stream of requests at one target from one event loop.
 
     Constructed once per engine; `start()` begins a stage (a schedule of intended send times),
     and connections stay warm across stages.
     """
     cdef object loop
-    cdef object host
-    cdef int port
+    cdef Connector connector
     cdef list payloads
     cdef int max_conns
     cdef int n_open
     cdef int n_connecting
     cdef int64_t max_inflight
     cdef int64_t timeout_ns
-    cdef double connect_timeout_s
     cdef bint precise
     cdef int64_t spin_ns
     cdef int64_t batch_ns
@@ -190,17 +128,21 @@ cdef class Core:
     def __init__(self, loop, str host, int port, list payloads, dict layout, *,
                  int connections, int64_t max_inflight, double timeout_s,
                  double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0,
-                 double batch_window_us=0.0, classes=None):
+                 double batch_window_us=0.0, classes=None, transport=None):
+        """transport: called as transport(loop, host, port, connect_timeout_s) for the
+        Connector of this target (default HTTP/1.1, crestline._http1.Http1)."""
         if not payloads:
             raise ValueError("at least one payload is needed")
+        connector = (Http1 if transport is None else transport)(
+            loop, host, port, connect_timeout_s)
+        if not isinstance(connector, Connector):
+            raise TypeError(f"transport must make a crestline._seam.Connector, not {connector!r}")
+        self.connector = connector
         self.loop = loop
-        self.host = host
-        self.port = port
         self.payloads = [bytes(p) for p in payloads]
         self.max_conns = connections
         self.max_inflight = max_inflight
         self.timeout_ns = <int64_t>(timeout_s * 1e9)
-        self.connect_timeout_s = connect_timeout_s
         self.precise = precise
         self.spin_ns = <int64_t>(spin_us * 1e3)
         self.batch_ns = <int64_t>(batch_window_us * 1e3)
@@ -300,17 +242,17 @@ cdef class Core:
 
     def abandon(self, str why):
         """Fail every queued and outstanding request as a timeout (the run is ending)."""
-        cdef _Conn conn
+        cdef Conn conn
         while self.q_len:
             self._dequeue()
             self._error(ERR_TIMEOUT, why)
         for conn in list(self.conns):
-            if conn.state == S_BUSY:
-                self._conn_error(conn, ERR_TIMEOUT, why)
+            if conn.state == CONN_BUSY:
+                self.conn_error(conn, ERR_TIMEOUT, why)
 
     def close(self):
         """Stop everything and close every connection."""
-        cdef _Conn conn
+        cdef Conn conn
         if self.closed:
             return
         self._schedule_done()
@@ -320,9 +262,8 @@ cdef class Core:
             self.sweep_handle = None
         self.loop.remove_reader(self.tfd)
         for conn in list(self.conns):
-            conn.state = S_DEAD
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.state = CONN_DEAD
+            conn.close()
         self.idle = []
 
     # -- scheduler ----------------------------------------------------------------------------
@@ -404,7 +345,7 @@ cdef class Core:
             self._disarm()
 
     cdef _dispatch(self, int64_t t, int32_t p, int64_t now):
-        cdef _Conn conn
+        cdef Conn conn
         self.c_scheduled += 1
         self.sched.record(now - t)
         if self.n_busy + self.q_len >= self.max_inflight:
@@ -417,15 +358,15 @@ cdef class Core:
             self._enqueue(t, p)
             self._maybe_connect()
 
-    cdef _send(self, _Conn conn, int64_t t, int32_t p):
-        conn.state = S_BUSY
+    cdef _send(self, Conn conn, int64_t t, int32_t p):
+        conn.state = CONN_BUSY
         conn.intended_ns = t
         conn.pidx = p
         conn.sent_ns = now_ns()
         self.lag.record(conn.sent_ns - t)
         self.n_busy += 1
         self.c_sent += 1
-        conn.write(self.payloads[p])
+        conn.send(self.payloads[p])
 
     # -- queue --------------------------------------------------------------------------------
     cdef inline void _enqueue(self, int64_t t, int32_t p) noexcept:
@@ -443,46 +384,30 @@ cdef class Core:
         while (not self.closed and self.q_len > self.n_connecting
                and self.n_open + self.n_connecting < self.max_conns):
             self.n_connecting += 1
-            self.loop.create_task(self._connect())
+            self.connector.open(self)
 
-    async def _connect(self):
-        conn = Conn(self)
-        try:
-            await asyncio.wait_for(
-                self.loop.create_connection(lambda: conn, self.host, self.port),
-                self.connect_timeout_s)
-        except asyncio.CancelledError:
-            if (<_Conn>conn).state == S_NEW:
-                self.n_connecting -= 1
-            raise
-        except BaseException as exc:
-            if (<_Conn>conn).state == S_NEW:
-                (<_Conn>conn).state = S_DEAD
-                self.n_connecting -= 1
-                self._connect_failed(exc)
-
-    cdef _connect_failed(self, exc):
-        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-            why = f"connect to {self.host}:{self.port} timed out after {self.connect_timeout_s:g} s"
-        else:
-            why = f"connect to {self.host}:{self.port}: {exc}"
+    # -- the seam's callbacks (Owner) ---------------------------------------------------------
+    cdef conn_failed(self, str why):
+        self.n_connecting -= 1
+        if why is None:
+            return
         # One failed attempt fails the request that has waited longest for it.
         if self.q_len:
             self._dequeue()
             self._error(ERR_CONNECT, why)
         self._maybe_connect()
 
-    cdef _conn_made(self, _Conn conn):
+    cdef conn_made(self, Conn conn):
         self.n_connecting -= 1
         if self.closed:
-            conn.state = S_DEAD
-            conn.transport.close()
+            conn.state = CONN_DEAD
+            conn.close()
             return
         self.n_open += 1
         self.conns.append(conn)
         self._release(conn)
 
-    cdef _release(self, _Conn conn):
+    cdef _release(self, Conn conn):
         cdef int64_t t
         cdef int32_t p
         if self.q_len:
@@ -491,13 +416,12 @@ cdef class Core:
             self._dequeue()
             self._send(conn, t, p)
         else:
-            conn.state = S_IDLE
+            conn.state = CONN_IDLE
             self.idle.append(conn)
 
-    cdef _response_done(self, _Conn conn, int status, bint keep_alive):
-        cdef int64_t now = now_ns()
+    cdef conn_done(self, Conn conn, int64_t now, int outcome, int status, bint reuse):
         cdef int64_t latency_ns
-        if conn.state != S_BUSY:
+        if conn.state != CONN_BUSY:
             return
         latency_ns = now - conn.intended_ns
         self.lat.record(latency_ns)
@@ -507,37 +431,35 @@ cdef class Core:
             (<HdrRecorder>self.rec_b[self.cls_b[conn.pidx]]).record(latency_ns)
         self.c_completed += 1
         self.n_busy -= 1
-        if status >= 500:
-            self._error(ERR_HTTP_5XX, None, status)
-        elif status >= 400:
-            self._error(ERR_HTTP_4XX, None, status)
-        else:
+        if outcome == OUTCOME_OK:
             self.c_ok += 1
-        if keep_alive and not self.closed:
+        else:
+            self._error(outcome, None, status, conn)
+        if reuse and not self.closed:
             self._release(conn)
         else:
-            conn.state = S_DEAD
-            conn.transport.close()
+            conn.state = CONN_DEAD
+            conn.close()
 
-    cdef _conn_error(self, _Conn conn, int kind, str why):
-        if conn.state == S_BUSY:
+    cdef conn_error(self, Conn conn, int kind, str why):
+        if conn.state == CONN_BUSY:
             self.n_busy -= 1
             self._error(kind, why)
-        elif conn.state == S_IDLE:
+        elif conn.state == CONN_IDLE:
             self.idle.remove(conn)
-        conn.state = S_DEAD
-        conn.transport.abort()
+        conn.state = CONN_DEAD
+        conn.abort()
 
-    cdef _conn_lost(self, _Conn conn, exc):
-        if conn.state == S_BUSY:
+    cdef conn_lost(self, Conn conn, object exc):
+        if conn.state == CONN_BUSY:
             self.n_busy -= 1
             if exc is None:
                 self._error(ERR_READ, "server closed the connection before the response completed")
             else:
                 self._error(ERR_READ, f"connection lost: {exc!r}")
-        elif conn.state == S_IDLE:
+        elif conn.state == CONN_IDLE:
             self.idle.remove(conn)
-        conn.state = S_DEAD
+        conn.state = CONN_DEAD
         try:
             self.conns.remove(conn)
         except ValueError:
@@ -547,14 +469,14 @@ cdef class Core:
         self._maybe_connect()
 
     def _on_sweep(self):
-        cdef _Conn conn
+        cdef Conn conn
         cdef int64_t now = now_ns()
         if self.closed:
             return
         for conn in list(self.conns):
-            if conn.state == S_BUSY and now - conn.sent_ns > self.timeout_ns:
-                self._conn_error(conn, ERR_TIMEOUT,
-                                 f"no complete response within {self.timeout_ns / 1e9:g} s")
+            if conn.state == CONN_BUSY and now - conn.sent_ns > self.timeout_ns:
+                self.conn_error(conn, ERR_TIMEOUT,
+                                f"no complete response within {self.timeout_ns / 1e9:g} s")
         self.sweep_handle = self.loop.call_later(self.sweep_s, self._on_sweep)
 
     # -- counters ------------------------------------------------------------------------------
@@ -569,8 +491,10 @@ cdef class Core:
             self.c_err[i] = 0
             self.c_msgs[i] = 0
 
-    cdef _error(self, int kind, str why, int status=0):
+    cdef _error(self, int kind, str why, int status=0, Conn conn=None):
+        """Count one failed request; why None: the message is conn's text for status."""
         self.c_err[kind] += 1
         if self.c_msgs[kind] < MESSAGES_PER_KIND:
             self.c_msgs[kind] += 1
-            self.messages.append((ERROR_KINDS[kind], why if why is not None else f"HTTP {status}"))
+            self.messages.append((ERROR_KINDS[kind],
+                                  why if why is not None else conn.status_message(status)))

@@ -1,0 +1,109 @@
+"""HTTP/1.1 keep-alive (Content-Length and chunked, via httptools), one request at a time.
+
+No pipelining: a Conn carries one request, so a slow response never delays the next slot's
+send behind it on the same socket (the core queues it for another connection instead).
+"""
+import asyncio
+
+import httptools
+
+from libc.stdint cimport int64_t
+
+from crestline._clock cimport now_ns
+from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_NEW, ERR_HTTP_4XX, ERR_HTTP_5XX,
+                              ERR_PROTOCOL, OUTCOME_OK, Conn, Connector, Owner)
+
+
+cdef class Http1Conn(Conn):
+    """One keep-alive HTTP/1.1 connection; also its asyncio protocol (see Http1Protocol)."""
+
+    def __init__(self, Owner owner):
+        self.owner = owner
+        self.parser = httptools.HttpResponseParser(self)
+        self.state = CONN_NEW
+
+    # -- the seam ---------------------------------------------------------------------------
+    cdef send(self, object payload):
+        self.write(payload)
+
+    cdef close(self):
+        if self.transport is not None:
+            self.transport.close()
+
+    cdef abort(self):
+        if self.transport is not None:
+            self.transport.abort()
+
+    cdef str status_message(self, int status):
+        return f"HTTP {status}"
+
+    # -- asyncio.Protocol and httptools callbacks -------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        self.write = transport.write
+        self.owner.conn_made(self)
+
+    def data_received(self, data):
+        if self.state != CONN_BUSY:
+            if self.state != CONN_DEAD:
+                self.owner.conn_error(self, ERR_PROTOCOL,
+                                      "bytes from the server with no request outstanding")
+            return
+        try:
+            self.parser.feed_data(data)
+        except Exception as exc:
+            self.owner.conn_error(self, ERR_PROTOCOL, f"bad HTTP response: {exc!r}")
+
+    def on_message_complete(self):
+        cdef int64_t now = now_ns()
+        cdef int status = self.parser.get_status_code()
+        self.owner.conn_done(self, now,
+                             ERR_HTTP_5XX if status >= 500 else
+                             ERR_HTTP_4XX if status >= 400 else OUTCOME_OK,
+                             status, self.parser.should_keep_alive())
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.owner.conn_lost(self, exc)
+
+
+class Http1Protocol(Http1Conn, asyncio.Protocol):
+    pass
+
+
+cdef class Http1(Connector):
+    """Opens plain-TCP HTTP/1.1 connections to host:port, each within connect_timeout_s."""
+
+    def __init__(self, loop, str host, int port, double connect_timeout_s):
+        self.loop = loop
+        self.host = host
+        self.port = port
+        self.connect_timeout_s = connect_timeout_s
+
+    cdef open(self, Owner owner):
+        self.loop.create_task(self._open(owner))
+
+    async def _open(self, Owner owner):
+        conn = Http1Protocol(owner)
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: conn, self.host, self.port),
+                self.connect_timeout_s)
+        except asyncio.CancelledError:
+            # The loop is going away: no request is failed for it.
+            if (<Conn>conn).state == CONN_NEW:
+                owner.conn_failed(None)
+            raise
+        except BaseException as exc:
+            # A connection that came up and then broke is reported by its own callbacks.
+            if (<Conn>conn).state == CONN_NEW:
+                (<Conn>conn).state = CONN_DEAD
+                owner.conn_failed(self._why(exc))
+
+    cdef str _why(self, exc):
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return (f"connect to {self.host}:{self.port} timed out after "
+                    f"{self.connect_timeout_s:g} s")
+        return f"connect to {self.host}:{self.port}: {exc}"

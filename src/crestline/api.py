@@ -151,30 +151,10 @@ def _add_warnings(result: RunResult, spec: RunSpec) -> None:
 
 
 def check_slo(result: RunResult, slo) -> dict:
-    """Did the whole run meet slo? Percentiles on the run's pooled latency histogram, errors
-    over every scheduled request, GPU bounds over the load intervals' GPU figures."""
-    why, met = [], True
-    lat = result.latency
-    for b in slo.latency:
-        value_ms = lat.capped_values_at((b.percentile,))[0] / 1e6
-        ok = lat.total > 0 and value_ms <= b.bound_ms
-        met &= ok
-        why.append(f"{b.name} {value_ms:.3g} ms {'<=' if ok else '>'} {b.bound_ms:g} ms")
-    if slo.max_error_rate is not None:
-        scheduled = result.counters["scheduled"]
-        rate = sum(result.by_error.values()) / scheduled if scheduled else 0.0
-        ok = rate <= slo.max_error_rate
-        met &= ok
-        why.append(f"errors {rate:.3%} {'<=' if ok else '>'} {slo.max_error_rate:.3%}")
-    per_device = result.gpu["summary"] if result.gpu else {}  # the run's, already folded
-    for g in slo.gpu:
-        value = g.value(per_device)
-        if value is None:
-            # Unmeasured is not met: an --assert gate must not pass on nothing.
-            met = False
-            why.append(f"{g.name}: no GPU figures, so not met")
-            continue
-        ok = value <= g.bound
-        met &= ok
-        why.append(f"{g.name} {value:.3g}{g.unit} {'<=' if ok else '>'} {g.text()}")
-    return {"slo": slo.to_dict(), "met": bool(met), "why": why}
+    """Did the whole run meet slo (an Slo)? {"slo": {...}, "met": bool, "why": [...]}, from
+    crestline.slo.evaluate: percentiles on the run's pooled latency histogram, errors over
+    every scheduled request, GPU bounds over the run's folded GPU figures."""
+    from crestline.slo.bound import Pool
+    from crestline.slo.evaluate import check
+
+    return check(slo, Pool.of_run(result))

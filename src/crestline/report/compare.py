@@ -13,6 +13,7 @@ import math
 
 from crestline.errors import ConfigError
 from crestline.report.load import discarded, kind_of
+from crestline.slo.parse import slo_from_dict
 from crestline.telemetry.recorder import efficiency_of
 
 _PCTS = ("p50", "p99", "p999")
@@ -87,6 +88,12 @@ def _compare_runs(a: dict, b: dict) -> list[dict]:
     return rows
 
 
+def _same_slo(a, b) -> bool:
+    """The same bounds, however written (p99=25ms and p99=0.025s are one SLO)."""
+    sa, sb = slo_from_dict(a), slo_from_dict(b)
+    return sa == sb if sa is not None and sb is not None else a == b
+
+
 def compare(a: dict, b: dict) -> dict:
     """{"kind", "rows": [{metric, unit, a, b, change_pct, better}], "notes"}.
 
@@ -100,7 +107,7 @@ def compare(a: dict, b: dict) -> dict:
     if a.get("url") != b.get("url"):
         notes.append(f"different targets: {a.get('url')} vs {b.get('url')}")
     if kind_a == "search":
-        if a.get("slo") != b.get("slo"):
+        if not _same_slo(a.get("slo"), b.get("slo")):
             notes.append(f"different SLOs: {a.get('slo')} vs {b.get('slo')}")
         for name, r in (("A", a), ("B", b)):
             if not r.get("converged"):

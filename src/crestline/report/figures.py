@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from crestline.report.load import capacity_and_failure, search_bracket, timeline_s
+from crestline.slo.parse import slo_from_dict
 
 PCT_COLORS = {"p50": "#1f77b4", "p90": "#17becf", "p99": "#ff7f0e", "p999": "#d62728"}
 PCT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
@@ -96,31 +97,17 @@ def _positive(v) -> bool:
     return isinstance(v, (int, float)) and v > 0 and math.isfinite(v)
 
 
-def slo_bounds_ms(result: dict) -> dict[str, float]:
-    """{'p99': 25.0, ...}: the SLO's latency terms in ms (the errors term left out)."""
-    from crestline.errors import ConfigError
-    from crestline.slo.parse import parse_slo
-
-    slo = result.get("slo") or {}
-    if not isinstance(slo, dict):
-        return {}
-    try:
-        parsed = parse_slo([f"{k}={v}" for k, v in slo.items()])
-    except ConfigError:
-        return {}
-    return {b.name: b.bound_ms for b in parsed.latency}
-
-
-def _pct_of(name: str) -> float:
-    from crestline.slo.parse import _percentile
-
-    return _percentile(name)
+def latency_bounds(result: dict) -> tuple:
+    """The SLO's percentile bounds on latency (what a latency axis can show), read back from
+    the result's `slo` by the evaluator's own parser; () when it has none or cannot be read."""
+    slo = slo_from_dict(result.get("slo"))
+    return slo.tail_bounds("latency") if slo else ()
 
 
 def _slo_lines(ax, result: dict) -> None:
-    for name, bound in slo_bounds_ms(result).items():
-        ax.axhline(bound, color=PCT_COLORS.get(name, "black"), ls="--", lw=1,
-                   label=f"SLO {name} ≤ {bound:g} ms")
+    for b in latency_bounds(result):
+        ax.axhline(b.bound_ms, color=PCT_COLORS.get(b.name, "black"), ls="--", lw=1,
+                   label=f"SLO {b.name} ≤ {b.bound_ms:g} ms")
 
 
 def _steps(result: dict) -> list[dict]:
@@ -405,10 +392,11 @@ def _distribution(result: dict) -> Fig | None:
                 label=f"{label} (max {top:.3g} ms)")
         xmax = max([xmax] + [p[0] for p in pts])
         values += [p[1] for p in pts if p[1] > 0]
-    for name, bound in slo_bounds_ms(result).items():
-        x = 1.0 / (1.0 - _pct_of(name) / 100.0)
-        ax.plot([x], [bound], "v", color="black", ms=7, label=f"SLO {name} ≤ {bound:g} ms")
-        ax.hlines(bound, 1, x, colors="black", linestyles=":", lw=0.8)
+    for b in latency_bounds(result):
+        x = 1.0 / b.tail
+        ax.plot([x], [b.bound_ms], "v", color="black", ms=7,
+                label=f"SLO {b.name} ≤ {b.bound_ms:g} ms")
+        ax.hlines(b.bound_ms, 1, x, colors="black", linestyles=":", lw=0.8)
         xmax = max(xmax, x)
     ax.set_xscale("log")
     ticks = [t for t in _NINES_TICKS if t <= xmax * 1.01]

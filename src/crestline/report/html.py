@@ -19,6 +19,7 @@ import os
 from crestline.errors import ConfigError
 from crestline.measure.runlog import RunlogContents
 from crestline.report.load import capacity_and_failure, fill_from_runlog, started_utc
+from crestline.slo.parse import slo_text
 
 NEED_MPL = "the HTML report needs matplotlib: pip install 'crestline[html]'"
 
@@ -134,16 +135,10 @@ def _table(headers: list[str], rows: list[list], classes: list[str] | None = Non
     return "".join(out)
 
 
-def _slo_text(slo) -> str:
-    if not slo:
-        return ""
-    return ", ".join(f"{k} ≤ {v}" for k, v in slo.items())
-
-
 def _header(result: dict) -> str:
     search = result.get("kind") == "search"
     spec = result.get("spec") or {}
-    slo = _slo_text(result.get("slo"))
+    slo = slo_text(result.get("slo"), le="≤")
     if search:
         cap = result.get("capacity_rps")
         bracket = result.get("bracket")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from crestline.measure.result import IntervalSnapshot
+from crestline.slo.parse import slo_text
 
 
 def _ms(ns: float) -> str:
@@ -169,7 +170,7 @@ def search_step_line(number: int, step: dict, policy) -> str:
 def search_summary(result: dict) -> str:
     cap = result["capacity_rps"]
     lo, hi = result["bracket"]
-    slo = ", ".join(f"{k} <= {v}" for k, v in result["slo"].items())
+    slo = slo_text(result["slo"])
     lines = [""]
     if cap is None:
         lines.append(f"no rate met {slo}: {result['reason']}")

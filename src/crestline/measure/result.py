@@ -62,9 +62,13 @@ class IntervalSnapshot:
     mono_end_ns: int = 0
     # GPU telemetry over this interval: {device id: crestline.telemetry.window figures}, or None.
     gpu: dict | None = None
-    # In a search: the step this interval belongs to (None during warm-up) and its rate.
+    # The search fields, set by the search policy only (crestline.search.policy): the step
+    # this interval belongs to (None during the warm-up hold), the rate offered, and whether
+    # it was warm-up (the hold, or a step later discarded as warm-up). None: not known (a run,
+    # or a runlog that did not record it).
     step: int | None = None
     rate_rps: float | None = None
+    warmup: bool | None = None
 
     @classmethod
     def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
@@ -137,6 +141,8 @@ class IntervalSnapshot:
         if self.step is not None or self.rate_rps is not None:
             d["step"] = self.step
             d["rate_rps"] = self.rate_rps
+        if self.warmup is not None:
+            d["warmup"] = self.warmup
         return d
 
 

@@ -23,6 +23,8 @@ from crestline.measure.hdr import Hist
 from crestline.measure.result import RunResult
 from crestline.measure.runlog import HdrLogWriter, RunlogContents, RunlogError, load_runlog
 from crestline.report.live import search_summary, summary_table
+from crestline.search.result import capacity_step, search_result, step_discarded
+from crestline.slo.parse import slo_text
 from crestline.telemetry.recorder import efficiency, summarize
 
 KINDS = ("run", "search")
@@ -147,35 +149,20 @@ def rebuild_search(contents: RunlogContents) -> dict:
     spec = {k: v for k, v in header["spec"].items() if k != "search"}
     config = header["spec"].get("search") or {}
     steps = [{k: v for k, v in rec.items() if k != "type"} for rec in contents.steps]
+    _fill_step_distributions({"config": config, "steps": steps}, contents)
     lo, hi = search_bracket(steps)
-    intervals = [s.to_dict() for s in contents.intervals]
-    result = {
-        "kind": "search",
-        "capacity_rps": lo,
-        "converged": False,
-        "reason": SEARCH_CUT_SHORT,
-        "slo": dict(config.get("slo") or {}),
-        "bracket": [lo, hi],
-        "warmup_s": 0.0 if config.get("warmup") == "none" else None,
-        "warmup_note": "",
-        "load_s": sum(s.dur_s for s in contents.intervals),
-        "drain_s": None,
-        "client_ceiling_rps": None,
-        "config": config,
-        "steps": steps,
-        "intervals": intervals,
-        "url": spec.get("url"),
-        "crestline": spec.get("version"),
-        "started_unix_s": header["started_unix_s"],
-        "interrupted": True,
-        "spec": spec,
-    }
-    _fill_step_distributions(result, contents)
+    result = search_result(
+        capacity_rps=lo, converged=False, reason=SEARCH_CUT_SHORT,
+        slo=dict(config.get("slo") or {}), bracket=[lo, hi],
+        warmup_s=0.0 if config.get("warmup") == "none" else None, warmup_note="",
+        load_s=sum(s.dur_s for s in contents.intervals), drain_s=None,
+        client_ceiling_rps=None, config=config, steps=steps)
+    result |= {"intervals": [s.to_dict() for s in contents.intervals],
+               "url": spec.get("url"), "crestline": spec.get("version"),
+               "started_unix_s": header["started_unix_s"], "interrupted": True, "spec": spec}
     windows = [s.gpu for s in contents.intervals]
     if any(windows):
         result["gpu"] = _gpu_record(windows)
-        cap_i = capacity_and_failure(result)[0]
-        result["capacity_gpu"] = result["steps"][cap_i].get("gpu") if cap_i is not None else None
     return result
 
 
@@ -194,8 +181,9 @@ def search_bracket(steps: list[dict]) -> tuple[float | None, float | None]:
 
 
 def discarded(step: dict) -> bool:
-    """A search step the warm-up re-check set aside (its verdict counts for nothing)."""
-    return str(step.get("why", "")).startswith("discarded:")
+    """A search step the warm-up re-check set aside (its verdict counts for nothing): its
+    `discarded` key, or for results written before that key, the prose its `why` starts with."""
+    return step_discarded(step)
 
 
 def fill_from_runlog(result: dict, contents: RunlogContents | None) -> dict:
@@ -271,11 +259,7 @@ def capacity_and_failure(result: dict) -> tuple[int | None, int | None]:
     and of the first failing step above it (lowest rate; the earliest among equals)."""
     steps = result.get("steps") or []
     cap = result.get("capacity_rps")
-    cap_i = fail_i = None
-    for i, s in enumerate(steps):
-        if cap is not None and s.get("rate_rps") == cap and s.get("verdict") == "pass" \
-                and not discarded(s):
-            cap_i = i
+    cap_i, fail_i = capacity_step(steps, cap), None
     above = [(s["rate_rps"], i) for i, s in enumerate(steps)
              if s.get("verdict") in ("fail", "unsure") and not discarded(s)
              and (cap is None or s["rate_rps"] > cap)]
@@ -295,7 +279,7 @@ def text(result: dict) -> str:
 
 
 def _search_text(result: dict) -> str:
-    slo = ", ".join(f"{k} <= {v}" for k, v in (result.get("slo") or {}).items())
+    slo = slo_text(result.get("slo"))
     when = started_utc(result)
     lines = [f"crestline search {result.get('url')}: {slo}" + (f", started {when}" if when else "")
              + ("  [interrupted]" if result.get("interrupted") else ""), ""]

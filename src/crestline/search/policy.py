@@ -19,6 +19,7 @@ import numpy as np
 from crestline.measure.hdr import Hist
 from crestline.measure.result import IntervalSnapshot, add_classes
 from crestline.search.judge import StepJudge, Verdict
+from crestline.search.result import DISCARDED_WHY, search_result
 from crestline.search.warmup import is_warm
 from crestline.slo.parse import Slo
 from crestline.telemetry.recorder import efficiency
@@ -93,6 +94,7 @@ class Step:
             "phase": self.phase,
             "achieved_rps": achieved_rps,
             "verdict": v.verdict if v else None,
+            "discarded": self.discarded,
             "latency_ms": {"p50": p50 / 1e6, "p99": p99 / 1e6, "p999": p999 / 1e6},
             "error_rate": errors / max(scheduled, 1),
             "duration_s": dur,
@@ -107,8 +109,7 @@ class Step:
                 strict=True))}
                 for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
                for family, hists in classes.items()},
-            "why": ("discarded: the server was still warming up; " if self.discarded else "")
-            + (v.why if v else ""),
+            "why": (DISCARDED_WHY if self.discarded else "") + (v.why if v else ""),
         }
 
 
@@ -153,7 +154,7 @@ class SearchPolicy:
             return self._warmup_interval(snap)
         step = self.steps[-1]
         step.intervals.append(snap)
-        snap.step = len(self.steps) - 1
+        _tag(snap, len(self.steps) - 1, step.rate_rps)
         if self._recheck_warmup(snap):
             return self._begin(step.rate_rps, "bracket")
         verdict = self.judge.judge(step.intervals, step.rate_rps,
@@ -172,6 +173,7 @@ class SearchPolicy:
 
     # -- warm-up --------------------------------------------------------------------------------
     def _warmup_interval(self, snap: IntervalSnapshot):
+        _tag(snap, None, self.cfg.start_rate_rps, warmup=True)
         self.warmup_series.append(snap)
         held_s = sum(s.dur_s for s in self.warmup_series)
         w = self.cfg.warmup
@@ -191,7 +193,7 @@ class SearchPolicy:
             step = Step(self.cfg.start_rate_rps, "bracket", list(self.warmup_series[d:]))
             self.steps.append(step)
             for s in step.intervals:
-                s.step = len(self.steps) - 1
+                _tag(s, len(self.steps) - 1, step.rate_rps)
             verdict = self.judge.judge(step.intervals, step.rate_rps)
             if verdict is None:
                 return Offer(step.rate_rps)
@@ -221,6 +223,8 @@ class SearchPolicy:
         self._baseline_p50_ns = float(p50)
         for s in self.steps:
             s.discarded = True
+            for snap in s.intervals:
+                snap.warmup = True
             if s.verdict is None:
                 s.verdict = Verdict("unsure", "cut short: warm-up found", 0.0)
         self.lo = self.hi = self.m_lo = self.m_hi = None
@@ -420,27 +424,19 @@ class SearchPolicy:
     # -- result ---------------------------------------------------------------------------------
     def result(self) -> dict:
         """The search's outcome: the `--out` JSON contract (docs/search.md)."""
-        cfg = self.cfg
-        judged = [s for s in self.steps if s.verdict is not None]
-        steps = [s.to_dict() for s in judged]
-        at_capacity = [d for s, d in zip(judged, steps, strict=True)
-                       if d["verdict"] == "pass" and s.rate_rps == self.lo and not s.discarded]
-        return {
-            "kind": "search",
-            "capacity_rps": self.lo,
-            "converged": self.converged,
-            "reason": self.done_reason or "not finished",
-            "slo": cfg.slo.to_dict(),
-            "bracket": [self.lo, self.hi],
-            "warmup_s": self.warmup_s,
-            "warmup_note": self.warmup_note,
-            "load_s": self.elapsed_s,
-            "drain_s": self.drain_s,
-            "client_ceiling_rps": self.client_ceiling,
-            "config": cfg.to_dict(),
-            "capacity_gpu": at_capacity[-1]["gpu"] if at_capacity else None,
-            "steps": steps,
-        }
+        return search_result(
+            capacity_rps=self.lo, converged=self.converged,
+            reason=self.done_reason or "not finished", slo=self.cfg.slo.to_dict(),
+            bracket=[self.lo, self.hi], warmup_s=self.warmup_s, warmup_note=self.warmup_note,
+            load_s=self.elapsed_s, drain_s=self.drain_s,
+            client_ceiling_rps=self.client_ceiling, config=self.cfg.to_dict(),
+            steps=[s.to_dict() for s in self.steps if s.verdict is not None])
+
+
+def _tag(snap: IntervalSnapshot, step: int | None, rate_rps: float, warmup: bool = False):
+    """The search fields of a snapshot, set here only: the policy alone knows which step an
+    interval belongs to, at which rate, and whether it was warm-up."""
+    snap.step, snap.rate_rps, snap.warmup = step, rate_rps, warmup
 
 
 def _ewma(old: float | None, new: float, alpha: float = 0.5) -> float:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
-from crestline.engine.spec import RunSpec, preflight
-from crestline.engine.workload import Workload
+from crestline.engine.pool import Stage
+from crestline.engine.spec import RunSpec
 from crestline.measure.result import IntervalSnapshot, RunResult
 
 
@@ -50,20 +50,18 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     Raises ConfigError before any load is sent if an option is wrong or the target refuses.
     """
     from crestline.measure.runlog import HdrLogWriter, RunlogWriter
+    from crestline.session import LoadSession
     from crestline.slo.parse import Slo, parse_slo
-    from crestline.telemetry.recorder import GpuTelemetry
 
     spec = _make_spec(url, spec, options)
     if slo is not None and not isinstance(slo, Slo):
         slo = parse_slo([slo] if isinstance(slo, str) else list(slo))
-    telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, slo)
-    workload = Workload.for_spec(spec)  # loads and renders a trace before any load
-    await preflight(spec.target)
+    session = await LoadSession.open(spec, slo=slo, gpu=gpu, gpu_period_s=gpu_period_s,
+                                     on_warning=on_warning)
     stop = stop or asyncio.Event()
-    spec_dict = spec.to_dict() | {"version": __version__, "workload": {
-        "source": workload.source, "records": workload.records,
-        "distinct_requests": len(workload.payloads)}}
+    spec_dict = spec.to_dict() | {"version": __version__, "workload": session.describe_workload()}
     result = RunResult(spec_dict, time.time())
+    result.warnings += session.warnings
     sinks = []
 
     def on_snapshot(snap: IntervalSnapshot) -> None:
@@ -74,43 +72,15 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
                 sinks.append(RunlogWriter(runlog, spec_dict, result.started_unix_s))
             if hdr_log:
                 sinks.append(HdrLogWriter(hdr_log, result.started_unix_s))
-        if telemetry:
-            telemetry.attach(snap)
         result.add(snap)
         for sink in sinks:
             sink.interval(snap)
         if on_interval is not None:
             on_interval(snap)
 
-    def align_gpu(start_ns: int) -> None:
-        # Polls at the mid-points of the load's interval grid.
-        if telemetry:
-            telemetry.align(start_ns, int(spec.interval_s * 1e9))
-
-    if telemetry:
-        for w in telemetry.start():
-            result.warnings.append(w)
-            if on_warning:
-                on_warning(w)
     try:
-        if spec.workers > 1:
-            from crestline.engine.workers import run_workers
-
-            result.interrupted = await run_workers(spec, on_snapshot, stop, on_start=align_gpu)
-        else:
-            from crestline.engine.stage import Engine, monotonic_ns
-
-            engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
-                            class_names=workload.class_names)
-            try:
-                chunks = workload.chunks(spec.arrival, spec.rate_rps, spec.duration_s, spec.seed,
-                                         speed=spec.speed)
-                start_ns = monotonic_ns() + 20_000_000
-                align_gpu(start_ns)
-                result.interrupted = await engine.run_stage(
-                    chunks, start_ns, spec.duration_s, on_snapshot, stop)
-            finally:
-                engine.close()
+        result.interrupted = await session.run_stage(
+            Stage(spec.rate_rps, spec.duration_s, spec.seed), on_snapshot, stop)
         _add_warnings(result, spec)
     except BaseException:
         result.interrupted = True
@@ -118,10 +88,9 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
             sink.close(None)
         raise
     finally:
-        if telemetry:
-            telemetry.stop()
-    if telemetry:
-        result.gpu = telemetry.record([s.gpu for s in result.intervals], result.warnings)
+        await session.close()
+    if session.telemetry:
+        result.gpu = session.gpu_record([s.gpu for s in result.intervals], result.warnings)
     if slo is not None:
         result.slo_check = check_slo(result, slo)
     summary = result.to_dict()

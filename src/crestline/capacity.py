@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from crestline import __version__
-from crestline.engine.spec import RunSpec, preflight
-from crestline.engine.workload import Workload
+from crestline.engine.pool import Stage
+from crestline.engine.spec import RunSpec
 from crestline.errors import ConfigError
 from crestline.measure.result import IntervalSnapshot
 from crestline.search.policy import Done, Drain, Offer, SearchConfig, SearchPolicy, Step
@@ -69,125 +69,112 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     gpu_period_s on its own thread (a GPU that cannot be read is a warning, not an error).
     Raises ConfigError before any load if the spec or target is wrong.
     """
-    from crestline.engine.stage import Engine, monotonic_ns
     from crestline.measure.runlog import RunlogWriter
-    from crestline.telemetry.recorder import GpuTelemetry
+    from crestline.session import LoadSession
 
-    spec.validated()
-    if spec.workers > 1:
-        raise ConfigError("crestline search runs one client process in this version: "
-                          "drop --workers (or use --batch-window to lower client CPU)")
-    telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, config.slo)
-    workload = Workload.for_spec(spec)  # loads and renders a trace before any load
-    await preflight(spec.target)
-    warnings: list[str] = []
-    if telemetry:
-        warnings += telemetry.start()
-        if config.slo.gpu and not telemetry.sampler.available:
-            if not config.slo.latency and config.slo.max_error_rate is None:
-                # Nothing else would be judged: every step would "pass" unmeasured.
-                raise ConfigError(f"the SLO has only GPU bounds and GPU telemetry is off "
-                                  f"({'; '.join(warnings)}): fix --gpu, or add a latency "
-                                  "bound such as --slo p99=25ms")
-            warnings.append("GPU bounds in the SLO are not checked: no GPU figures")
-        for w in warnings:
-            if on_warning:
-                on_warning(w)
-    stop = stop or asyncio.Event()
+    # With arrival "trace" a rate is a replay speed: the trace's own rate x speed, looped for as
+    # long as the stage lasts.
+    session = await LoadSession.open(spec, slo=config.slo, gpu=gpu, gpu_period_s=gpu_period_s,
+                                     replay_follows_rate=True, gpu_only_slo_ok=False,
+                                     on_warning=on_warning)
     # A batch window delays slots on purpose: widen the client-validity bound by it (on a copy:
     # the caller's config stays as given).
     config = dataclasses.replace(config, max_schedule_lag_p99_ms=(
         spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3))
-    policy = SearchPolicy(config)
     started = time.time()
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
     try:
         log = RunlogWriter(runlog, header, started) if runlog else None
-        engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
-                        class_names=workload.class_names)
     except BaseException:
-        if telemetry:  # its polling thread runs: nothing else would stop it
-            telemetry.stop()
+        await session.close()
         raise
-    trace_rate = workload.trace_rate_rps()
-    stage_s = config.max_step_s + (config.settle_intervals + 2) * config.interval_s
-    reported: set[int] = set()
-    action = policy.start()
-    stages = 0
-    intervals_seen = [0]  # runlog indices run on across stages
-    interrupted = False
-    snaps: list[IntervalSnapshot] = []
-    search_start_ns = monotonic_ns()
-
-    def report_steps():
-        for i, step in enumerate(policy.steps):
-            if step.verdict is not None and i not in reported:
-                reported.add(i)
-                d = step.to_dict()
-                if log:
-                    log.record("step", {"index": i, **d})
-                if on_step:
-                    on_step(d, policy)
-
+    search = _Search(session, SearchPolicy(config), log, on_step, on_interval)
     try:
-        while not isinstance(action, Done):
-            if stop.is_set():
-                interrupted = True
-                policy._finish("interrupted", converged=False)
-                break
-            if isinstance(action, Offer):
-                rate = action.rate_rps
-                box = [action]
-
-                def on_snap(snap: IntervalSnapshot, rate=rate, box=box) -> bool:
-                    intervals_seen[0] += 1
-                    snap.rate_rps = rate
-                    if telemetry:
-                        telemetry.attach(snap)
-                    box[0] = policy.on_interval(snap)  # tags snap.step
-                    snaps.append(snap)
-                    if log:
-                        log.interval(snap)
-                    if on_interval:
-                        on_interval(snap)
-                    report_steps()
-                    nxt = box[0]
-                    return not (isinstance(nxt, Offer) and nxt.rate_rps == rate)
-
-                seed = None if spec.seed is None else spec.seed + stages
-                stages += 1
-                # With arrival "trace" a rate is a replay speed: the trace's own rate x speed,
-                # looped for as long as the stage lasts.
-                speed = rate / trace_rate if spec.arrival == "trace" else spec.speed
-                chunks = workload.chunks(spec.arrival, rate, stage_s, seed, speed=speed,
-                                         loop=True)
-                stage_start_ns = monotonic_ns() + 1_000_000
-                if telemetry:
-                    telemetry.align(stage_start_ns, int(config.interval_s * 1e9))
-                await engine.run_stage(chunks, stage_start_ns, stage_s, on_snap,
-                                       stop, first_index=intervals_seen[0], drain=False)
-                action = box[0]
-            elif isinstance(action, Drain):
-                waited = await engine.wait_idle(spec.timeout_s + 1.0)
-                action = policy.on_drained(waited)
-        report_steps()
+        await search.run(stop or asyncio.Event())
     finally:
-        engine.close()
-        if telemetry:
-            telemetry.stop()
-        # Built at the end: warm-up intervals join the first step only once it exists.
-        # Stages restart t_s, so elapsed_s is the search's own clock, drains included.
-        interval_dicts = [s.to_dict() | {"elapsed_s": round(
-            (s.mono_end_ns - search_start_ns) / 1e9, 6)} for s in snaps]
-        result = policy.result() | {"url": spec.url, "crestline": __version__,
-                                    "started_unix_s": started, "interrupted": interrupted,
-                                    "spec": spec.to_dict(), "warnings": warnings,
-                                    "intervals": interval_dicts}
-        if telemetry:
-            result["gpu"] = telemetry.record([d["gpu"] for d in interval_dicts], warnings)
+        await session.close()
+        result = search.result(started)
         if log:
             log.close(result)
     return result
+
+
+class _Search:
+    """One search driving one session's pool: stages at the policy's rates, on warm
+    connections, every interval to the policy, the runlog and the caller as it closes."""
+
+    def __init__(self, session, policy: SearchPolicy, log, on_step, on_interval):
+        from crestline.engine.stage import monotonic_ns
+
+        self.session, self.policy, self.log = session, policy, log
+        self.on_step, self.on_interval = on_step, on_interval
+        self.snaps: list[IntervalSnapshot] = []
+        self.reported: set[int] = set()
+        self.stages = 0
+        self.interrupted = False
+        self.start_ns = monotonic_ns()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg, spec, policy = self.policy.cfg, self.session.spec, self.policy
+        stage_s = cfg.max_step_s + (cfg.settle_intervals + 2) * cfg.interval_s
+        action = policy.start()
+        while not isinstance(action, Done):
+            if stop.is_set():
+                self.interrupted = True
+                policy.interrupt()
+                break
+            if isinstance(action, Offer):
+                seed = None if spec.seed is None else spec.seed + self.stages
+                self.stages += 1
+                stage = Stage(action.rate_rps, stage_s, seed, loop=True,
+                              first_index=len(self.snaps), drain=False, start_margin_s=0.001)
+                self.next_action = action
+                await self.session.run_stage(stage, self._on_snapshot, stop)
+                action = self.next_action
+            elif isinstance(action, Drain):
+                waited = await self.session.wait_idle(spec.timeout_s + 1.0)
+                action = policy.on_drained(waited)
+        self._report_steps()
+
+    def _on_snapshot(self, snap: IntervalSnapshot) -> bool:
+        """Feed one interval to the policy; True ends the stage (the next step has another
+        rate, or the search is done)."""
+        rate = self.next_action.rate_rps
+        self.next_action = self.policy.on_interval(snap)  # tags its step, rate and warm-up
+        self.snaps.append(snap)
+        if self.log:
+            self.log.interval(snap)
+        if self.on_interval:
+            self.on_interval(snap)
+        self._report_steps()
+        nxt = self.next_action
+        return not (isinstance(nxt, Offer) and nxt.rate_rps == rate)
+
+    def _report_steps(self) -> None:
+        for i, step in enumerate(self.policy.steps):
+            if step.verdict is not None and i not in self.reported:
+                self.reported.add(i)
+                d = step.to_dict()
+                if self.log:
+                    self.log.record("step", {"index": i, **d})
+                if self.on_step:
+                    self.on_step(d, self.policy)
+
+    def result(self, started_unix_s: float) -> dict:
+        session, spec = self.session, self.session.spec
+        # Built at the end: warm-up intervals join the first step only once it exists.
+        # Stages restart t_s, so elapsed_s is the search's own clock, drains included.
+        interval_dicts = [s.to_dict() | {"elapsed_s": round(
+            (s.mono_end_ns - self.start_ns) / 1e9, 6)} for s in self.snaps]
+        result = self.policy.result() | {
+            "url": spec.url, "crestline": __version__, "started_unix_s": started_unix_s,
+            "interrupted": self.interrupted, "workers": session.pool.workers if session.pool
+            else spec.workers, "spec": spec.to_dict(), "warnings": session.warnings,
+            "intervals": interval_dicts}
+        if session.telemetry:
+            result["gpu"] = session.gpu_record([d["gpu"] for d in interval_dicts],
+                                               session.warnings)
+        return result
 
 
 def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=None,
@@ -203,8 +190,10 @@ def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=No
     if "rate_rps" in options or "duration_s" in options:
         raise ConfigError("a search chooses its own rates and durations: drop rate_rps and "
                           "duration_s (use start_rate_rps, max_rate_rps, step_s)")
-    interval_s = options.get("interval_s", 1.0)
-    config = make_config(slo, interval_s=interval_s, **limits)
+    # interval_s is both: the spec's interval grid and the policy's unit of judgement.
+    limits.setdefault("interval_s", options.get("interval_s", 1.0))
+    config = make_config(slo, **limits)
+    options["interval_s"] = config.interval_s
     spec = RunSpec(url=url, rate_rps=config.start_rate_rps, duration_s=1.0, **options)
     return uvloop.run(search_async(spec, config, on_step=on_step, on_interval=on_interval,
                                    runlog=runlog, gpu=gpu, gpu_period_s=gpu_period_s,

@@ -159,8 +159,8 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     g.add_argument("--timeout", default="5s",
                    help="per-request timeout from the actual write (default 5s)")
     g.add_argument("--workers", type=int, default=1,
-                   help="client processes, each with its share of the schedule (default 1)"
-                   + ("; search: 1 in this version" if search else ""))
+                   help="client processes, each with its share of the schedule and of the "
+                   "connections; their interval histograms merge exactly (default 1)")
     if not search:
         g = p.add_argument_group("verdict")
         g.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
@@ -379,7 +379,7 @@ def _trace_pass(path: str, speed: float) -> tuple[float, float]:
         raise ConfigError(f"--trace file {path!r} not found")
     if not speed > 0:
         raise ConfigError(f"--speed must be positive, got {speed!r}")
-    from crestline.engine.workload import pass_duration_s
+    from crestline.engine.arrivals import pass_duration_s
 
     offsets = read_trace(path).offsets_ns
     if len(offsets) == 0:

@@ -41,3 +41,23 @@ def test_config_errors_raise_before_load(closed_port):
         crestline.run(f"http://127.0.0.1:{closed_port}/", rate_rps=10, duration_s=1)
     with pytest.raises(crestline.ConfigError, match="rate"):
         crestline.run("http://127.0.0.1:1/", rate_rps=-1, duration_s=1)
+
+
+def test_search_api_takes_the_cli_options_and_names_its_workers(target):
+    # The blocking search, as a harness calls it: interval_s shapes both the spec's interval
+    # grid and the policy's judgement (it used to raise TypeError).
+    from crestline.capacity import search
+
+    t = target("--servers", "4", "--service-ms", "2", "--service-dist", "const")
+    steps = []
+    r = search(t.url, ["p99=10ms"], interval_s=0.5, start_rate_rps=200, max_rate_rps=400,
+               step_s="2s", warmup="none", arrival="poisson", seed=3, workers=2,
+               max_time_s=40, on_step=lambda d, policy: steps.append(d))
+    assert r["workers"] == 2 and r["spec"]["interval_s"] == 0.5
+    assert r["config"]["interval_s"] == 0.5
+    assert {iv["dur_s"] for iv in r["intervals"] if not iv["drain"]} <= {0.5}
+    assert steps and [s["rate_rps"] for s in steps] == [s["rate_rps"] for s in r["steps"]]
+    # 400 rps is a quarter of this server's capacity: the ceiling passes.
+    assert r["capacity_rps"] == 400 and "rate ceiling" in r["reason"]
+    with pytest.raises(crestline.ConfigError, match="rates and durations"):
+        search(t.url, ["p99=10ms"], rate_rps=100)

@@ -9,12 +9,16 @@ import json
 import subprocess
 
 import msgpack
+import pytest
 from cli_process import CLI
 
 TRUTH_RPS = 1739.5
 
 
-def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_search_finds_md4_capacity_within_5pct(target, tmp_path, workers):
+    # Two client processes share each step's schedule and merge their histograms exactly: the
+    # verdicts, and so the capacity, must be those of one.
     t = target("--servers", "4", "--service-ms", "2", "--service-dist", "const",
                max_seconds=900)
     out, runlog = tmp_path / "s.json", tmp_path / "s.runlog"
@@ -22,7 +26,7 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
         CLI + ["search", t.url, "--slo", "p99=10ms", "--arrival", "poisson", "--seed", "1",
                "--start-rate", "200", "--step-duration", "5s", "--warmup", "none",
                "--connections", "64", "--max-time", "8m", "--out", str(out),
-               "--runlog", str(runlog), "--assert-capacity", "100k"],
+               "--runlog", str(runlog), "--assert-capacity", "100k", "--workers", str(workers)],
         capture_output=True, text=True, timeout=900)
     # the search ran to the end; only the capacity gate failed
     assert p.returncode == 1, p.stderr[-2000:]
@@ -39,6 +43,7 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
         values = [ms for _, ms in step["distribution_ms"]]
         assert pcts[0] == 0 and pcts[-1] == 100 and values == sorted(values)
     assert r["kind"] == "search" and r["capacity_gpu"] is None
+    assert r["workers"] == workers and r["spec"]["workers"] == workers
     # every interval, labelled with its step and rate
     assert len(r["intervals"]) > 20
     labelled = [iv for iv in r["intervals"] if iv["step"] is not None]
@@ -74,7 +79,7 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path):
 def test_search_bad_input_is_exit_2(listener):
     url = f"http://127.0.0.1:{listener.port}/"
     for args, expect in ((["--slo", "p99"], "NAME=VALUE"),
-                         (["--slo", "p99=10ms", "--workers", "2"], "--workers"),
+                         (["--slo", "p99=10ms", "--workers", "0"], "--workers"),
                          (["--slo", "p99=10ms", "--tolerance", "lots"], "--tolerance"),
                          (["--slo", "p99=10ms", "--start-rate", "5k", "--max-rate", "1k"],
                           "--start-rate")):

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crestline.engine.arrivals import constant_offsets_ns, offsets_ns, poisson_offsets_ns
+from crestline.engine.arrivals import (
+    ARRIVALS,
+    Arrival,
+    arrival_for,
+    constant_offsets_ns,
+    poisson_offsets_ns,
+)
 from crestline.errors import ConfigError
 
 
@@ -66,5 +72,15 @@ def test_poisson_worker_shares_are_independent_streams_at_rate_over_n():
 
 
 def test_unknown_arrival_is_a_config_error():
-    with pytest.raises(ConfigError, match="constant, poisson"):
-        offsets_ns("bursty", 10.0, 1.0)
+    with pytest.raises(ConfigError, match="constant, poisson, trace, fitted"):
+        arrival_for("bursty")
+    with pytest.raises(ConfigError, match="needs --trace"):
+        arrival_for("fitted")
+
+
+def test_every_arrival_kind_is_one_class_in_the_registry():
+    # A new process is one class: the spec's check, the workload and the search all go
+    # through ARRIVALS, so nothing else needs to know its name.
+    assert all(issubclass(c, Arrival) and ARRIVALS[c.name] is c for c in ARRIVALS.values())
+    offs, records = next(arrival_for("constant").chunks(100.0, 1.0, None))
+    assert records is None and len(offs) == 100

@@ -1,4 +1,5 @@
-"""The discrete-event twin (crestline.search.sim) against queueing theory and its own bookkeeping."""
+"""The discrete-event twin (crestline.search.sim) against queueing theory and its own
+bookkeeping."""
 
 import subprocess
 import sys

@@ -47,27 +47,27 @@ def test_distinct_requests_are_rendered_once_for_the_target(trace_file):
 def test_trace_arrival_replays_the_timestamps_scaled_by_speed(trace_file):
     path, offsets, _ = trace_file
     w = Workload.for_spec(spec_for(path))
-    chunks = list(w.chunks("trace", 0, duration_s=1e9, seed=None, speed=2.0))
+    chunks = list(w.chunks(w.arrival("trace", speed=2.0), 0, duration_s=1e9, seed=None))
     offs = np.concatenate([c[0] for c in chunks])
     pidx = np.concatenate([c[1] for c in chunks])
     assert np.array_equal(offs, (offsets / 2.0).astype(np.int64))
     assert np.array_equal(pidx, w.record_payload)
     # two workers split the records between them, each keeping the recorded times
-    parts = [np.concatenate([c[0] for c in w.chunks("trace", 0, 1e9, None, k, 2)])
+    parts = [np.concatenate([c[0] for c in w.chunks(w.arrival("trace"), 0, 1e9, None, k, 2)])
              for k in (0, 1)]
     assert np.array_equal(np.sort(np.concatenate(parts)), offsets)
     # a duration cuts the replay; loop=True repeats it with the trace's own period
-    short = np.concatenate([c[0] for c in w.chunks("trace", 0, 1.0, None)])
+    short = np.concatenate([c[0] for c in w.chunks(w.arrival("trace"), 0, 1.0, None)])
     assert short.max() < 1e9 and len(short) == int((offsets < 1e9).sum())
-    looped = np.concatenate([c[0] for c in w.chunks("trace", 0, 2.5 * w.trace_duration_s(),
-                                                     None, loop=True)])
+    looped = np.concatenate([c[0] for c in w.chunks(
+        w.arrival("trace"), 0, 2.5 * w.trace_duration_s(), None, loop=True)])
     assert len(looped) > 2 * 600 and np.all(np.diff(looped) >= 0)
 
 
 def test_synthetic_arrivals_keep_the_recorded_mix(trace_file):
     path, _, picks = trace_file
     w = Workload.for_spec(spec_for(path))
-    chunks = list(w.chunks("poisson", 5000.0, 10.0, seed=1))
+    chunks = list(w.chunks(w.arrival("poisson"), 5000.0, 10.0, seed=1))
     pidx = np.concatenate([c[1] for c in chunks])
     assert abs(len(pidx) - 50_000) < 5 * np.sqrt(50_000)
     recorded = np.bincount(w.record_payload, minlength=3) / 600
@@ -108,11 +108,32 @@ def test_fitted_arrivals_keep_burstiness_at_a_new_rate(tmp_path):
     gaps = np.diff(off)
     cv_trace = gaps.std() / gaps.mean()
     target = 3 * trace_rate
-    fit = np.concatenate([c[0] for c in wl.chunks("fitted", target, 30.0, seed=1)])
-    pois = np.concatenate([c[0] for c in wl.chunks("poisson", target, 30.0, seed=1)])
+    fit = np.concatenate([c[0] for c in wl.chunks(wl.arrival("fitted"), target, 30.0, seed=1)])
+    pois = np.concatenate([c[0] for c in wl.chunks(wl.arrival("poisson"), target, 30.0, seed=1)])
     assert len(fit) / 30.0 == pytest.approx(target, rel=0.05)
     fgaps = np.diff(fit)
     assert fgaps.std() / fgaps.mean() == pytest.approx(cv_trace, rel=0.15)
     # windows holding the same expected count as 50 ms of the trace (a burst, or quiet)
     assert dispersion(fit, 0.05 / 3) > 10 * dispersion(pois, 0.05 / 3)
     assert dispersion(off - off[0], 0.05) > 10
+
+
+def test_a_trace_replay_follows_the_stage_rate_when_no_speed_is_fixed(trace_file):
+    # In a search a rate is a replay speed: twice the trace's own rate replays it twice as fast.
+    path, offsets, _ = trace_file
+    w = Workload.for_spec(spec_for(path))
+    rate = 2.0 * w.trace_rate_rps()
+    follow = np.concatenate([c[0] for c in w.chunks(w.arrival("trace", speed=None), rate, 1e9,
+                                                     None)])
+    fixed = np.concatenate([c[0] for c in w.chunks(w.arrival("trace", speed=2.0), 0, 1e9, None)])
+    assert np.abs(follow - fixed).max() <= 1
+
+
+def test_a_trace_whose_requests_share_one_timestamp_cannot_set_a_replay_speed(tmp_path):
+    path = tmp_path / "flat.cltrace"
+    with TraceWriter(path, source="test") as tw:
+        for _ in range(3):
+            tw.write(TraceRecord(0, "GET", "/", [], b""))
+    w = Workload.for_spec(spec_for(path))
+    with pytest.raises(ConfigError, match="one timestamp"):
+        list(w.chunks(w.arrival("trace", speed=None), 100.0, 1.0, None))

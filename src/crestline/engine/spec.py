@@ -70,10 +70,10 @@ class RunSpec:
                     f"--batch-window {self.batch_window_s:g}s is too coarse: use at most 100ms")
         if self.precise and self.batch_window_s:
             raise ConfigError("--precise and --batch-window pull opposite ways: choose one")
-        if self.arrival not in ARRIVALS + ("trace", "fitted"):
+        if self.arrival not in ARRIVALS:
             raise ConfigError(f"unknown --arrival {self.arrival!r}: use one of "
-                              f"{', '.join(ARRIVALS)}, trace or fitted")
-        if self.arrival in ("trace", "fitted") and not self.trace:
+                              f"{', '.join(ARRIVALS)}")
+        if ARRIVALS[self.arrival].replays_trace and not self.trace:
             raise ConfigError(f"--arrival {self.arrival} needs --trace FILE.cltrace")
         if self.trace:
             if not os.path.isfile(self.trace):
@@ -85,11 +85,12 @@ class RunSpec:
         for name in ("connections", "max_inflight", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 1, "
+                                  f"got {value!r}")
         if self.max_inflight < self.connections:
             raise ConfigError(
-                f"--max-inflight ({self.max_inflight}) is below --connections ({self.connections}): "
-                "raise it, or lower --connections")
+                f"--max-inflight ({self.max_inflight}) is below --connections "
+                f"({self.connections}): raise it, or lower --connections")
         self.method = self.method.upper()
         if self.method == "HEAD":
             raise ConfigError("--method HEAD is not supported: use GET")

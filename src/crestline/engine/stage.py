@@ -21,26 +21,32 @@ from crestline.measure.result import IntervalSnapshot
 monotonic_ns = _core.monotonic_ns
 
 
-async def sleep_until_ns(t_ns: int, stop: asyncio.Event | None = None) -> bool:
-    """Sleep until the monotonic time t_ns; True if `stop` was set first."""
+async def sleep_until_ns(t_ns: int, stop: asyncio.Event | None = None,
+                         end: asyncio.Event | None = None) -> asyncio.Event | None:
+    """Sleep until the monotonic time t_ns; returns `stop` or `end` if one was set first."""
+    events = [e for e in (stop, end) if e is not None]
+    for e in events:
+        if e.is_set():
+            return e
     delay_s = (t_ns - monotonic_ns()) / 1e9
-    if stop is not None and stop.is_set():
-        return True
     if delay_s > 0:
-        if stop is None:
+        if not events:
             await asyncio.sleep(delay_s)
         else:
-            try:
-                await asyncio.wait_for(stop.wait(), delay_s)
-                return True
-            except asyncio.TimeoutError:
-                pass
+            waits = [asyncio.ensure_future(e.wait()) for e in events]
+            done, _ = await asyncio.wait(waits, timeout=delay_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            for e in events:
+                if e.is_set():
+                    return e
     # The loop's timers are millisecond-grained and may fire early: finish the wait turn by
     # turn, so an interval boundary is never cut before its time (a slot due just before the
     # end of a stage would otherwise be left unsent).
     while monotonic_ns() < t_ns:
         await asyncio.sleep(0)
-    return False
+    return None
 
 
 class Engine:
@@ -62,13 +68,16 @@ class Engine:
     async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
                         on_snapshot: Callable[[IntervalSnapshot], bool | None],
                         stop: asyncio.Event | None = None, first_index: int = 0,
-                        drain: bool = True) -> bool:
+                        drain: bool = True, end: asyncio.Event | None = None) -> bool:
         """Offer one stage's schedule from start_ns; emit a snapshot per interval.
 
         Interval boundaries sit on the grid start_ns + k * interval_s, so workers that share
         start_ns cut the same intervals. on_snapshot returning True ends the stage after that
-        interval (the search changes rate that way, on warm connections). Returns True if
-        `stop` cut the stage short.
+        interval (the search changes rate that way, on warm connections). Setting `end` does
+        the same from outside, at once and without a partial interval: what was sent since the
+        last boundary counts in the next take (a worker pool's parent ends its workers' stage
+        so, one control message after the boundary it decided on). Returns True if `stop` cut
+        the stage short.
         """
         interval_ns = int(self.spec.interval_s * 1e9)
         end_ns = start_ns + int(duration_s * 1e9)
@@ -78,20 +87,27 @@ class Engine:
         gc.freeze()
         try:
             return await self._run_stage(chunks, start_ns, end_ns, interval_ns, on_snapshot,
-                                         stop, first_index, drain)
+                                         stop, first_index, drain, end)
         finally:
             gc.unfreeze()
 
     async def _run_stage(self, chunks, start_ns, end_ns, interval_ns, on_snapshot, stop,
-                         first_index, drain) -> bool:
+                         first_index, drain, end) -> bool:
         core = self.core
-        await sleep_until_ns(start_ns, stop)
+        if end is None:
+            await sleep_until_ns(start_ns, stop)
+        elif await sleep_until_ns(start_ns, stop, end) is end:
+            return False  # ended before it began
         # Completions since the previous stage (if any) fall into this stage's first interval.
         core.start(start_ns, end_ns, chunk_source(chunks))
         k, prev_ns, stopped = 0, start_ns, False
         while True:
             boundary_ns = min(start_ns + (k + 1) * interval_ns, end_ns)
-            stopped = await sleep_until_ns(boundary_ns, stop)
+            woke = await sleep_until_ns(boundary_ns, stop, end)
+            if end is not None and woke is end:
+                core.stop()
+                return False
+            stopped = woke is not None
             if stopped:
                 core.stop()
                 boundary_ns = monotonic_ns()

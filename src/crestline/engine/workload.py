@@ -1,16 +1,10 @@
 """What to send: the pre-rendered requests of a run and the schedule that picks them.
 
 A single request (the default) or a recorded trace. Every distinct request is rendered to
-bytes once, when the workload loads; per request the engine only picks an index. With a trace:
-
-- arrival "trace": the recorded timestamps, divided by `speed`, each with its own request;
-- arrival "constant" / "poisson": that process at `rate_rps`, each slot drawing a recorded
-  request at random (seeded), so the recorded payload mix is kept at any rate;
-- arrival "fitted": the trace's own inter-arrival process at any rate, by a block bootstrap:
-  runs of FIT_BLOCK consecutive recorded gaps (with the requests that followed them), drawn at
-  random and scaled by trace rate / target rate. The gap distribution and its short-range
-  correlation (bursts) survive the scaling, where a Poisson process at the same rate would
-  flatten them.
+bytes once, when the workload loads; per request the engine only picks an index. The timing
+comes from an arrival process (crestline.engine.arrivals): "trace" and "fitted" replay the
+recorded timing with the request recorded at each slot; "constant" and "poisson" draw a
+recorded request at random for each slot, so the recorded payload mix is kept at any rate.
 
 Pure: numpy and the trace reader, never the compiled core.
 """
@@ -22,22 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crestline.engine.arrivals import CHUNK, offsets_ns
+from crestline.engine.arrivals import Arrival, arrival_for, pass_duration_s
 from crestline.engine.spec import RunSpec, render_request
 
-FIT_BLOCK = 64  # consecutive gaps kept together: bursts shorter than this survive intact
 MAX_NAMED_CLASSES = 20  # model/path classes reported by name; the rest are "other"
 SIZE_BUCKETS = ((1 << 10, "<=1KiB"), (4 << 10, "<=4KiB"), (16 << 10, "<=16KiB"),
                 (64 << 10, "<=64KiB"), (256 << 10, "<=256KiB"), (None, ">256KiB"))
-
-
-def pass_duration_s(offsets_ns: np.ndarray, speed: float = 1.0) -> float:
-    """How long one pass over recorded offsets lasts at `speed`: the span plus one mean gap, so
-    that a looped trace keeps its rate."""
-    if len(offsets_ns) == 0:
-        return 0.0
-    span_ns = int(offsets_ns[-1] - offsets_ns[0])
-    return (span_ns + span_ns / max(len(offsets_ns) - 1, 1)) / 1e9 / speed
 
 
 def size_bucket(nbytes: int) -> int:
@@ -117,65 +101,26 @@ class Workload:
         d = self.trace_duration_s()
         return self.records / d if d else 0.0
 
-    def chunks(self, arrival: str, rate_rps: float, duration_s: float, seed: int | None,
-               worker: int = 0, workers: int = 1, speed: float = 1.0,
+    def arrival(self, name: str, speed: float | None = 1.0) -> Arrival:
+        """The arrival process `name` over this workload (the trace's timing, if it needs it).
+        speed None: a trace replay's speed follows each stage's rate. Raises ConfigError."""
+        return arrival_for(name, self.record_offsets_ns, speed)
+
+    def chunks(self, arrival: Arrival, rate_rps: float, duration_s: float, seed: int | None,
+               worker: int = 0, workers: int = 1,
                loop: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """(offsets ns, payload indices or None) chunks of one worker's share of a stage."""
-        if arrival == "trace":
-            yield from self._trace_chunks(duration_s, worker, workers, speed, loop)
-            return
-        if arrival == "fitted":
-            yield from self._fitted_chunks(rate_rps / workers, duration_s, seed, worker)
-            return
+        """(offsets ns, payload indices or None) chunks of one worker's share of a stage.
+
+        A slot the arrival ties to a recorded request sends that request; otherwise, with a
+        trace, each slot draws a recorded request at random (seeded), so the recorded payload
+        mix is kept at any rate."""
         rng = np.random.default_rng(np.random.SeedSequence(
             [seed if seed is not None else 0, worker, 7]))
-        for offs in offsets_ns(arrival, rate_rps, duration_s, seed, worker, workers):
+        for offs, records in arrival.chunks(rate_rps, duration_s, seed, worker, workers, loop):
             if self.record_payload is None:
                 yield offs, None
+            elif records is not None:
+                yield offs, self.record_payload[records]
             else:
                 picks = rng.integers(0, len(self.record_payload), size=len(offs))
                 yield offs, self.record_payload[picks]
-
-    def _fitted_chunks(self, rate_rps, duration_s, seed, worker):
-        base = self.record_offsets_ns - self.record_offsets_ns[0]
-        gaps = np.diff(base).astype(np.float64)
-        if len(gaps) < 2:
-            from crestline.errors import ConfigError
-
-            raise ConfigError("--arrival fitted needs a trace of at least 3 requests")
-        scale = self.trace_rate_rps() / rate_rps
-        block = min(FIT_BLOCK, len(gaps))
-        rng = np.random.default_rng(np.random.SeedSequence(
-            [seed if seed is not None else 0, worker, 11]))
-        t, end_ns = 0.0, duration_s * 1e9
-        while t < end_ns:
-            starts = rng.integers(0, len(gaps) - block + 1, size=max(1, CHUNK // block))
-            idx = (starts[:, None] + np.arange(block)[None, :]).ravel()
-            times = t + np.cumsum(gaps[idx] * scale)
-            t = float(times[-1])
-            keep = times < end_ns
-            if keep.any():
-                # each slot carries the request recorded right after its gap
-                yield times[keep].astype(np.int64), self.record_payload[idx[keep] + 1]
-
-    def _trace_chunks(self, duration_s, worker, workers, speed, loop):
-        base = self.record_offsets_ns - self.record_offsets_ns[0]
-        period_ns = self.trace_duration_s(speed) * 1e9
-        mine = np.arange(worker, len(base), workers)
-        end_ns = duration_s * 1e9
-        k = 0
-        while True:
-            start = k * period_ns
-            if start >= end_ns:
-                return
-            for i in range(0, len(mine), CHUNK):
-                idx = mine[i:i + CHUNK]
-                offs = (start + base[idx] / speed).astype(np.int64)
-                keep = offs < end_ns
-                if keep.any():
-                    yield offs[keep], self.record_payload[idx[keep]]
-                if not keep.all():
-                    return
-            if not loop:
-                return
-            k += 1

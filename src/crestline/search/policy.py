@@ -415,6 +415,10 @@ class SearchPolicy:
         return bool(passes) and spread <= self.cfg.tolerance * self.lo and \
             (self.hi - self.lo) <= 2 * self.cfg.tolerance * self.lo
 
+    def interrupt(self, reason: str = "interrupted"):
+        """End the search from outside (Ctrl-C, a stop event): not converged. Returns Done."""
+        return self._finish(reason, converged=False)
+
     def _finish(self, reason: str, converged: bool):
         self._phase = "done"
         self.done_reason = reason

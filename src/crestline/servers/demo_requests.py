@@ -160,7 +160,8 @@ def write_demo_trace(path: str | os.PathLike, count: int = 1000, seed: int = 0,
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m crestline.servers.demo_requests", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m crestline.servers.demo_requests",
+                                description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
     b = sub.add_parser("body", help="one request body on stdout")

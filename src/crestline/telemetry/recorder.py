@@ -1,8 +1,8 @@
 """GPU telemetry for a run or a search: the sampler's lifecycle, one window per load interval,
 and what the figures add up to (per run, per search step, at capacity).
 
-The sampler (crestline.telemetry.sampler) polls on its own thread; this module only asks it, once per
-interval on the event loop, for the aggregate of the polls inside that interval. The summaries
+The sampler (crestline.telemetry.sampler) polls on its own thread; this module only asks it,
+once per interval on the event loop, for the aggregate of the polls inside that interval. The summaries
 are pure functions of the per-interval windows, so reports can rebuild them from a result.
 """
 

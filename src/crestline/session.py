@@ -1,0 +1,116 @@
+"""One load session, set up the same way for `run` and `search`: the spec checked, GPU
+telemetry started, the workload rendered, the target reached once, and a pool of engines
+opened; then stages offered through it with telemetry attached to every interval.
+
+Everything that can be wrong with the caller's input is found before the pool opens, so a
+ConfigError always comes before any load is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from crestline.engine.arrivals import Arrival
+from crestline.engine.pool import LocalPool, OnSnapshot, Pool, Stage
+from crestline.engine.spec import RunSpec, preflight
+from crestline.engine.workload import Workload
+from crestline.errors import ConfigError
+from crestline.measure.result import IntervalSnapshot
+from crestline.telemetry.recorder import GpuTelemetry
+
+
+class LoadSession:
+    """The spec, its workload and arrival process, the pool and the GPU telemetry of one run or
+    search. Open with `await LoadSession.open(...)`; always `await close()`."""
+
+    def __init__(self, spec: RunSpec, workload: Workload, arrival, telemetry, warnings):
+        self.spec, self.workload, self.arrival = spec, workload, arrival
+        self.telemetry: GpuTelemetry | None = telemetry
+        self.warnings: list[str] = warnings
+        self.pool: Pool | None = None
+
+    @classmethod
+    async def open(cls, spec: RunSpec, *, slo=None, gpu: str | None = None,
+                   gpu_period_s: float = 0.1, replay_follows_rate: bool = False,
+                   gpu_only_slo_ok: bool = True,
+                   on_warning: Callable[[str], None] | None = None) -> LoadSession:
+        """Set up everything before any load. replay_follows_rate: a trace replay's speed
+        follows each stage's rate (a search) instead of --speed (a run). gpu_only_slo_ok=False:
+        an SLO of GPU bounds alone with no GPU figures is a ConfigError (nothing would be
+        judged). Raises ConfigError naming the fix."""
+        spec.validated()
+        telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, slo)
+        workload = Workload.for_spec(spec)  # loads and renders a trace before any load
+        arrival = workload.arrival(spec.arrival, None if replay_follows_rate else spec.speed)
+        await preflight(spec.target)
+        session = cls(spec, workload, arrival, telemetry, [])
+        session._on_warning = on_warning
+        try:
+            if telemetry:
+                session._warn(telemetry.start())
+                if slo is not None and slo.gpu and not telemetry.sampler.available:
+                    if not gpu_only_slo_ok and not slo.latency and slo.max_error_rate is None:
+                        raise ConfigError(
+                            f"the SLO has only GPU bounds and GPU telemetry is off "
+                            f"({'; '.join(session.warnings)}): fix --gpu, or add a latency "
+                            "bound such as --slo p99=25ms")
+                    if not gpu_only_slo_ok:
+                        session._warn(["GPU bounds in the SLO are not checked: no GPU figures"])
+            session.pool = await open_pool(spec, workload, arrival)
+        except BaseException:
+            await session.close()  # the sampler's thread runs: nothing else would stop it
+            raise
+        return session
+
+    def _warn(self, lines) -> None:
+        for line in lines:
+            self.warnings.append(line)
+            if self._on_warning is not None:
+                self._on_warning(line)
+
+    def describe_workload(self) -> dict:
+        w = self.workload
+        return {"source": w.source, "records": w.records, "distinct_requests": len(w.payloads)}
+
+    async def run_stage(self, stage: Stage, on_snapshot: OnSnapshot,
+                        stop: asyncio.Event | None = None) -> bool:
+        """Offer one stage through the pool; each interval gets its GPU window before
+        on_snapshot sees it. True if `stop` cut the stage short."""
+        telemetry = self.telemetry
+        interval_ns = int(self.spec.interval_s * 1e9)
+
+        def on_start(start_ns: int) -> None:
+            if telemetry:  # polls at the mid-points of the stage's interval grid
+                telemetry.align(start_ns, interval_ns)
+
+        def observe(snap: IntervalSnapshot):
+            if telemetry:
+                telemetry.attach(snap)
+            return on_snapshot(snap)
+
+        return await self.pool.run_stage(stage, observe, stop, on_start)
+
+    async def wait_idle(self, max_s: float) -> float:
+        return await self.pool.wait_idle(max_s)
+
+    def gpu_record(self, windows: list, warnings: list[str]) -> dict | None:
+        return self.telemetry.record(windows, warnings) if self.telemetry else None
+
+    async def close(self) -> None:
+        try:
+            if self.pool is not None:
+                await self.pool.close()
+        finally:
+            if self.telemetry:
+                self.telemetry.stop()
+
+
+async def open_pool(spec: RunSpec, workload: Workload, arrival: Arrival) -> Pool:
+    """The pool the spec asks for: one engine here, or spec.workers engine processes. Raises
+    CrestlineError if a worker process cannot start."""
+    if spec.workers > 1:
+        from crestline.engine.workers import WorkerPool
+
+        return await WorkerPool.open(spec, arrival)
+    return LocalPool(spec, workload, arrival)

@@ -310,11 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_report(a) -> int:
-    from crestline.report.load import load_with_runlog, text
+    from crestline.report.reader import load_with_runlog, text
 
     result, contents = load_with_runlog(a.file)
     if a.hlog:
-        from crestline.report.load import write_hlog
+        from crestline.report.reader import write_hlog
 
         write_hlog(a.file, a.hlog, contents)
         print(f"wrote {a.hlog}", file=sys.stderr)
@@ -332,7 +332,7 @@ def cmd_report(a) -> int:
 
 def cmd_compare(a) -> int:
     from crestline.report.compare import compare, format_comparison
-    from crestline.report.load import load
+    from crestline.report.reader import load
 
     c = compare(load(a.a), load(a.b))
     print(json.dumps(c, indent=2) if a.json else format_comparison(c, a.a, a.b))

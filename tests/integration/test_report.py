@@ -1,4 +1,4 @@
-"""crestline.report.load and crestline.report.html on real files from real runs (see the
+"""crestline.report.reader and crestline.report.html on real files from real runs (see the
 `report_files` fixture in conftest.py): JSON and runlog agree, a runlog cut anywhere still
 loads with every complete interval, --hlog is readable by HdrHistogram's own reader, bad files
 are ConfigErrors, and the HTML report is one self-contained, deterministic file."""
@@ -16,7 +16,7 @@ from hdrh.log import HistogramLogReader
 
 from crestline.errors import ConfigError
 from crestline.measure.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
-from crestline.report import load as report
+from crestline.report import reader as report
 
 
 def _records(path) -> list[tuple[str, int]]:

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from crestline.report import load as report
+from crestline.report import reader as report
 
 pytest.importorskip("matplotlib")
 

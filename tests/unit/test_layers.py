@@ -120,12 +120,13 @@ def test_no_import_loops_between_modules():
 PURE = ["crestline", "crestline.errors", "crestline.units", "crestline.engine.arrivals",
         "crestline.engine.spec", "crestline.engine.workload", "crestline.engine.pool",
         "crestline.measure.hdr", "crestline.measure.result", "crestline.measure.runlog",
-        "crestline.slo.parse", "crestline.search.warmup", "crestline.search.judge",
+        "crestline.slo.parse", "crestline.slo.evaluate", "crestline.slo.registry",
+        "crestline.search.result", "crestline.search.warmup", "crestline.search.judge",
         "crestline.search.policy", "crestline.search.sim", "crestline.trace.format",
         "crestline.trace.importers", "crestline.trace.info", "crestline.telemetry.readings",
         "crestline.telemetry.window", "crestline.telemetry.sampler",
         "crestline.telemetry.options", "crestline.telemetry.recorder", "crestline.report.live",
-        "crestline.report.compare", "crestline.report.load", "crestline.report.html",
+        "crestline.report.compare", "crestline.report.reader", "crestline.report.html",
         "crestline.servers.demo_requests"]
 
 

@@ -4,7 +4,7 @@ whether it was discarded, and one builder owns the shape of a search result."""
 import pytest
 
 from crestline.measure.runlog import RunlogContents
-from crestline.report.load import capacity_and_failure, discarded, rebuild_search, search_bracket
+from crestline.report.reader import capacity_and_failure, discarded, rebuild_search, search_bracket
 from crestline.search.policy import SearchConfig, SearchPolicy, Step, drive
 from crestline.search.result import DISCARDED_WHY, search_result
 from crestline.search.sim import SimEngine, SimServer

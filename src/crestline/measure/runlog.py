@@ -49,6 +49,10 @@ class RunlogWriter:
             rec["gpu"] = snap.gpu
         if snap.step is not None or snap.rate_rps is not None:
             rec["step"], rec["rate_rps"] = snap.step, snap.rate_rps
+        if snap.warmup is not None:
+            # As known when the interval closed: a later re-check that discards steps as
+            # warm-up says so in their step records (`discarded`).
+            rec["warmup"] = snap.warmup
         self._write(rec)
 
     def record(self, kind: str, data: dict) -> None:
@@ -146,6 +150,7 @@ def _snapshot(rec: dict) -> IntervalSnapshot:
     snap.hists = {n: _hist(rec["hists"][n]) for n in HIST_NAMES if n in rec["hists"]}
     snap.gpu = rec.get("gpu")
     snap.step, snap.rate_rps = rec.get("step"), rec.get("rate_rps")
+    snap.warmup = rec.get("warmup")
     return snap
 
 

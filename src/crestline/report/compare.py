@@ -1,5 +1,5 @@
 """Two results side by side, B's change against A in percent: before/after a model or server
-change. Pure: reads result dicts (crestline.report.load), never the engine.
+change. Pure: reads result dicts (crestline.report.reader), never the engine.
 
 Two searches compare capacity, latency at matched rates and GPU efficiency at capacity. Their
 steps sit at different rates, so latency is compared at rates both searches measured around:
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from crestline.errors import ConfigError
-from crestline.report.load import discarded, kind_of
+from crestline.report.reader import discarded, kind_of
 from crestline.slo.parse import slo_from_dict
 from crestline.telemetry.recorder import efficiency_of
 

@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from crestline.report.load import capacity_and_failure, search_bracket, timeline_s
+from crestline.report.reader import capacity_and_failure, search_bracket, timeline_s
 from crestline.slo.parse import slo_from_dict
 
 PCT_COLORS = {"p50": "#1f77b4", "p90": "#17becf", "p99": "#ff7f0e", "p999": "#d62728"}

@@ -1,12 +1,12 @@
 """One self-contained HTML report of a run or a search: header, tables, inline SVG figures.
 
-A pure reader like crestline.report.load: the result dict in, one file out. The file loads nothing
+A pure reader like crestline.report.reader: the result dict in, one file out. The file loads nothing
 (no external URL, no script, no web font): it can be mailed, attached to a ticket or opened
 offline years later. Its only varying text is the run's own: nothing records when the report
 was made, so the same result gives the same bytes.
 
     from crestline.report import html as report_html
-    from crestline.report import load as report
+    from crestline.report import reader as report
     result, contents = report.load_with_runlog("search.runlog")
     report_html.write_html(result, "search.html", runlog_contents=contents)
 """
@@ -18,7 +18,7 @@ import os
 
 from crestline.errors import ConfigError
 from crestline.measure.runlog import RunlogContents
-from crestline.report.load import capacity_and_failure, fill_from_runlog, started_utc
+from crestline.report.reader import capacity_and_failure, fill_from_runlog, started_utc
 from crestline.slo.parse import slo_text
 
 NEED_MPL = "the HTML report needs matplotlib: pip install 'crestline[html]'"
@@ -54,7 +54,7 @@ tr:has(+ tr.detail) td { border-bottom: none; }
 
 def write_html(result: dict, out_path: str | os.PathLike,
                runlog_contents: RunlogContents | None = None) -> None:
-    """Write the report of `result` (from crestline.report.load) to out_path.
+    """Write the report of `result` (from crestline.report.reader) to out_path.
 
     runlog_contents (from report.load_with_runlog) fills what the result lacks: intervals,
     distributions. Raises ConfigError without matplotlib (the `html` extra), or when out_path

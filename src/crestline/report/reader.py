@@ -5,7 +5,7 @@ imports the engine, the compiled core or the CLI; it reads a result file, rebuil
 of a run or search that was cut short from its runlog, prints the terminal summary again and
 re-emits a runlog's histograms as an HdrHistogram interval log.
 
-    from crestline.report import load as report
+    from crestline.report import reader as report
     result = report.load("search.runlog")      # or "search.json"
     print(report.text(result))
     report.write_hlog("run.runlog", "run.hlog")

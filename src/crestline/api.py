@@ -16,6 +16,7 @@ from collections.abc import Callable
 from crestline import __version__
 from crestline.engine.pool import Stage
 from crestline.engine.spec import RunSpec
+from crestline.measure.cpu import cpu_warnings
 from crestline.measure.result import IntervalSnapshot, RunResult
 
 
@@ -49,18 +50,21 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
     slo: ['p99=25ms', ...] or an Slo: the result says whether the whole run met it.
     Raises ConfigError before any load is sent if an option is wrong or the target refuses.
     """
+    from crestline.measure.cpu import host_cores
     from crestline.measure.runlog import HdrLogWriter, RunlogWriter
+    from crestline.outputs import check_outputs
     from crestline.session import LoadSession
     from crestline.slo.parse import Slo, parse_slo
 
     spec = _make_spec(url, spec, options)
+    check_outputs(runlog=runlog, hdr_log=hdr_log)
     if slo is not None and not isinstance(slo, Slo):
         slo = parse_slo([slo] if isinstance(slo, str) else list(slo))
     session = await LoadSession.open(spec, slo=slo, gpu=gpu, gpu_period_s=gpu_period_s,
                                      on_warning=on_warning)
     stop = stop or asyncio.Event()
     spec_dict = spec.to_dict() | {"version": __version__, "workload": session.describe_workload()}
-    result = RunResult(spec_dict, time.time())
+    result = RunResult(spec_dict, time.time(), host_cores=host_cores())
     result.warnings += session.warnings
     sinks = []
 
@@ -114,6 +118,7 @@ def _add_warnings(result: RunResult, spec: RunSpec) -> None:
             f"requests waited for a free connection (send lag p99 {lag_p99_ms:.1f} ms with all "
             f"{spec.connections} connections open): latency includes that wait; if the server "
             "has spare capacity, raise --connections")
+    result.warnings += cpu_warnings(result.client_cpu())
     if result.counters["shed"]:
         result.warnings.append(
             f"{result.counters['shed']} requests shed at --max-inflight {spec.max_inflight}")

@@ -17,6 +17,7 @@ from crestline import __version__
 from crestline.engine.pool import Stage
 from crestline.engine.spec import RunSpec
 from crestline.errors import ConfigError
+from crestline.measure.cpu import client_cpu_summary, cpu_warnings, host_cores
 from crestline.measure.result import IntervalSnapshot
 from crestline.search.policy import Done, Drain, Offer, SearchConfig, SearchPolicy, Step
 from crestline.slo.parse import Slo, parse_slo
@@ -70,8 +71,10 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     Raises ConfigError before any load if the spec or target is wrong.
     """
     from crestline.measure.runlog import RunlogWriter
+    from crestline.outputs import check_outputs
     from crestline.session import LoadSession
 
+    check_outputs(runlog=runlog)
     # With arrival "trace" a rate is a replay speed: the trace's own rate x speed, looped for as
     # long as the stage lasts.
     session = await LoadSession.open(spec, slo=config.slo, gpu=gpu, gpu_period_s=gpu_period_s,
@@ -171,6 +174,11 @@ class _Search:
             "interrupted": self.interrupted, "workers": session.pool.workers if session.pool
             else spec.workers, "spec": spec.to_dict(), "warnings": session.warnings,
             "intervals": interval_dicts}
+        cpu = client_cpu_summary(self.snaps, result["workers"], host_cores())
+        result["client_cpu"] = cpu
+        for line in cpu_warnings(cpu):
+            if line not in session.warnings:
+                session.warnings.append(line)
         if session.telemetry:
             result["gpu"] = session.gpu_record([d["gpu"] for d in interval_dicts],
                                                session.warnings)
@@ -194,6 +202,7 @@ def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=No
     limits.setdefault("interval_s", options.get("interval_s", 1.0))
     config = make_config(slo, **limits)
     options["interval_s"] = config.interval_s
+    options.setdefault("arrival", "poisson")  # as the CLI: see cli._add_run_options
     spec = RunSpec(url=url, rate_rps=config.start_rate_rps, duration_s=1.0, **options)
     return uvloop.run(search_async(spec, config, on_step=on_step, on_interval=on_interval,
                                    runlog=runlog, gpu=gpu, gpu_period_s=gpu_period_s,

@@ -127,11 +127,15 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
         g.add_argument("--duration", default=None,
                        help="how long to offer load: 30s, 2m (default 30s; with --arrival "
                        "trace, one pass over the trace)")
-    g.add_argument("--arrival", default="constant",
+    # A capacity holds for the arrival process it was measured with; evenly spaced arrivals
+    # understate queueing and so overstate capacity, so a search defaults to Poisson (as
+    # MLPerf's server scenario does).
+    default_arrival = "poisson" if search else "constant"
+    g.add_argument("--arrival", default=default_arrival,
                    choices=("constant", "poisson", "trace", "fitted"),
                    help="arrival process: evenly spaced, Poisson, the recorded timestamps of "
                    "--trace, or fitted: the trace's bursty inter-arrival process at --rate "
-                   "(default constant)")
+                   f"(default {default_arrival})")
     g.add_argument("--trace", metavar="FILE.cltrace", default=None,
                    help="recorded requests (crestline trace import): with --arrival trace, "
                    "replayed on their own timing; otherwise drawn at random for every slot, "
@@ -215,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="crestline", description="Open-loop load and capacity planning for ML "
                 "model servers, with latency counted from the intended send time.")
     p.add_argument("--version", action="version", version=f"crestline {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="on an unexpected failure, print the traceback (default: one line)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="offer open-loop load at a fixed rate and measure it",
                          description="Offer open-loop HTTP load at a fixed rate and measure "
@@ -227,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "warm-up detection, spike tolerance and early decisions.",
                             epilog=SEARCH_EXAMPLES)
     _add_run_options(search, search=True)
+    _add_sweep_parser(sub)
     sub.add_parser("target", help="serve a loopback HTTP target with known delay and faults",
                    add_help=False)
     demo = sub.add_parser("demo", help="start the demo model server and find its capacity",
@@ -513,6 +520,112 @@ def cmd_search(a) -> int:
     return EXIT_OK
 
 
+SWEEP_EXAMPLES = """\
+examples:
+  crestline sweep http://127.0.0.1:8000/ --rates 100:1000:50 --step-duration 60s \\
+      --slo p99=25ms --out sweep.json --html sweep.html
+  crestline sweep http://127.0.0.1:8000/ --rates 200,500,1k,2k,5k --step-duration 30s \\
+      --seed 7 --runlog sweep.runlog
+  crestline report sweep.runlog --html sweep.html
+
+One fixed-rate open-loop step per rate, lowest first, on the same warm connections, after a
+warm-up kept out; a row of percentiles, achieved rate and errors per rate, and with --slo
+where the curve crosses it (interpolated between the two rows around it, and marked so).
+"""
+
+# run's options that a sweep sets itself (--rates, --step-duration) or does not have.
+_NOT_FOR_SWEEP = {"rate": "--rate", "duration": "--duration", "speed": "--speed",
+                  "assert_slo": "--assert", "hdr_log": "--hdr-log"}
+
+
+def _add_sweep_parser(sub) -> None:
+    """`crestline sweep`: run's traffic, request, client, GPU and output options, the ladder
+    and the step instead of --rate and --duration, Poisson arrivals by default."""
+    p = sub.add_parser("sweep", help="latency vs offered rate: one fixed-rate step per rate",
+                       description="Offer a ladder of fixed open-loop rates, one step each, "
+                       "lowest first, after a warm-up kept out, and tabulate latency "
+                       "percentiles, achieved rate and errors per rate; with --slo, where the "
+                       "latency-throughput curve crosses it.", epilog=SWEEP_EXAMPLES)
+    _add_run_options(p)
+    for action in p._actions:
+        if action.dest in _NOT_FOR_SWEEP:
+            action.help = argparse.SUPPRESS
+        elif action.dest == "arrival":
+            action.default = "poisson"
+            action.help = ("arrival process of every step: Poisson, evenly spaced, or from "
+                           "--trace (default poisson for sweep: evenly spaced arrivals "
+                           "understate queueing)")
+        elif action.dest == "slo":
+            action.help = ("an objective, repeatable (p99=25ms, errors=0.1%%, "
+                           "gpu_util<=90%%): each row says whether it held, and the result "
+                           "where the curve crosses it")
+    g = p.add_argument_group("sweep")
+    g.add_argument("--rates", required=True, metavar="A:B:STEP|R1,R2,...",
+                   help="the ladder, ascending: 100:1000:50 (100, 150, ... 1000) or a list "
+                   "such as 200,500,1k,2k; at most 200 rates")
+    g.add_argument("--step-duration", default="60s",
+                   help="how long each rate is offered (default 60s; at least 3 intervals)")
+    g.add_argument("--warmup", default="auto", metavar="auto|none|DURATION",
+                   help="auto: hold the first rate until median latency is steady (MSER, at "
+                   "most 120 s); none; or a fixed hold such as 30s (default auto)")
+    g.add_argument("--settle", type=int, default=1, metavar="N",
+                   help="intervals at the start of each step left out of its row (default 1)")
+    output = next(g for g in p._action_groups if g.title == "output")
+    output.add_argument(
+        "--html", metavar="OUT.html", default=None,
+        help="write the HTML report: percentiles vs offered rate with the SLO and the "
+        "crossing (needs crestline[html])")
+
+
+def cmd_sweep(a) -> int:
+    from crestline.report.live import LiveLines, sweep_table
+    from crestline.search.sweep import make_sweep_config
+    from crestline.sweep import sweep_async
+
+    for dest, flag in _NOT_FOR_SWEEP.items():
+        if getattr(a, dest, None) not in (None, False, 1.0, []):
+            raise ConfigError(f"{flag} is not a sweep option: a sweep sets each step's rate "
+                              "and length from --rates and --step-duration")
+    config = make_sweep_config(a.rates, step_s=a.step_duration, settle_intervals=a.settle,
+                               warmup=a.warmup, interval_s=a.interval, slo=a.slo or None)
+    spec = _spec_from_args(a, rate_rps=config.rates_rps[0], duration_s=1.0)
+    if a.html:  # a long sweep must not end without the report it was asked for
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            from crestline.report.html import NEED_MPL
+
+            raise ConfigError(NEED_MPL) from None
+    gpu_period_s = _gpu_period_s(a)
+    live = None if a.quiet else LiveLines(sys.stderr, gpu=bool(a.gpu), search=True)
+
+    def on_row(row: dict) -> None:
+        if live:
+            met = {True: "met", False: "NOT met", None: ""}[row["slo_met"]]
+            lat = row["latency_ms"]
+            live.line(f"rate {row['rate_rps']:,.0f} rps: achieved {row['achieved_rps']:,.0f} "
+                      f"rps, p50 {lat['p50']:.3g} ms, p99 {lat['p99']:.3g} ms, errors "
+                      f"{100 * row['error_rate']:.3g}% {met}".rstrip())
+
+    if live:
+        n = len(config.rates_rps)
+        live.line(f"sweeping {a.url}: {n} rate(s), {config.rates_rps[0]:,.6g} to "
+                  f"{config.rates_rps[-1]:,.6g} rps, {config.step_s:g} s each")
+    result = _under_sigint(lambda stop: sweep_async(
+        spec, config.rates_rps, step_s=config.step_s, settle_intervals=config.settle_intervals,
+        warmup=config.warmup, slo=config.slo, on_interval=live.interval if live else None,
+        on_row=on_row, runlog=a.runlog, stop=stop, gpu=a.gpu, gpu_period_s=gpu_period_s,
+        on_warning=live.warning if live else None))
+    _emit(a, result, sweep_table)
+    if a.html:
+        from crestline.report.html import write_html
+
+        write_html(result, a.html)
+        if not a.quiet:
+            print(f"wrote {a.html}", file=sys.stderr)
+    return EXIT_INTERRUPTED if result.get("interrupted") else EXIT_OK
+
+
 DEMO_EXAMPLES = """\
 examples:
   crestline demo                       # about 90 s: a search, then crestline-demo.html
@@ -663,10 +776,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
+        _check_output_options(a)
         if a.command == "run":
             return cmd_run(a)
         if a.command == "search":
             return cmd_search(a)
+        if a.command == "sweep":
+            return cmd_sweep(a)
         if a.command == "demo":
             return cmd_demo(a)
         if a.command == "trace":
@@ -688,6 +804,26 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("crestline: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a defect or the environment: one line, a traceback on request
+        if a.debug:
+            raise
+        print(f"crestline: error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# Options that name a file a command writes, for every command that has them.
+_OUTPUT_OPTIONS = ("out", "runlog", "hdr_log", "html")
+
+
+def _check_output_options(a) -> None:
+    """Every output path is checked before anything runs (ConfigError names the option)."""
+    from crestline.outputs import check_outputs
+
+    if a.command == "trace":  # its -o names the .cltrace it writes; the importer checks it
+        return
+    # An empty name is "none" (demo --html ''), not a file.
+    check_outputs(**{name: getattr(a, name, None) or None for name in _OUTPUT_OPTIONS})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from crestline.engine.pool import LocalPool, OnSnapshot, Pool, Stage
 from crestline.engine.spec import RunSpec, preflight
 from crestline.engine.workload import Workload
 from crestline.errors import ConfigError
+from crestline.measure.cpu import HostCpu
 from crestline.measure.result import IntervalSnapshot
 from crestline.telemetry.recorder import GpuTelemetry
 
@@ -29,6 +30,7 @@ class LoadSession:
         self.telemetry: GpuTelemetry | None = telemetry
         self.warnings: list[str] = warnings
         self.pool: Pool | None = None
+        self._host_cpu = HostCpu()
 
     @classmethod
     async def open(cls, spec: RunSpec, *, slo=None, gpu: str | None = None,
@@ -79,12 +81,16 @@ class LoadSession:
         on_snapshot sees it. True if `stop` cut the stage short."""
         telemetry = self.telemetry
         interval_ns = int(self.spec.interval_s * 1e9)
+        host = self._host_cpu
 
         def on_start(start_ns: int) -> None:
+            host.busy_s()  # what the host did before the stage (a drain, set-up) is not in it
             if telemetry:  # polls at the mid-points of the stage's interval grid
                 telemetry.align(start_ns, interval_ns)
 
         def observe(snap: IntervalSnapshot):
+            # Read as each merged interval arrives, a few ms after its boundary at most.
+            snap.host_busy_s = host.busy_s()
             if telemetry:
                 telemetry.attach(snap)
             return on_snapshot(snap)

@@ -37,6 +37,12 @@ def test_run_writes_json_contract_runlog_and_hdr_log(target, tmp_path):
         assert set(iv["latency_ms"]) >= {"p50", "p99"}
     assert d["duration_s"] == pytest.approx(3.0, abs=0.05)
     assert d["requests"]["ok"] == d["requests"]["sent"] > 2500
+    # the client's own CPU, measured per interval (1k rps costs well under a core), and the
+    # host's, which includes the target's
+    cpu = d["client_cpu"]
+    assert 0 < cpu["mean_cores"] < 1 and cpu["host_cores"] >= 1
+    assert cpu["host_busy_cores"] is None or cpu["host_busy_cores"] > 0
+    assert all(iv["client_cpu_cores"] is not None for iv in d["intervals"] if not iv["drain"])
     # live lines on stderr, the summary table on stdout
     assert "achieved/s" in p.stderr and "latency ms" in p.stdout
 
@@ -78,16 +84,35 @@ def _template():
     (["run", "{url}", "--rate", "10", "--connections", "0"], "--connections"),
     (["run", "{url}"], "--rate"),
     (["run", "{url}", "--rate", "10", "--bogus"], "unrecognized arguments"),
+    # every output file is checked before any load: a long run never ends with its result lost
+    (["run", "{url}", "--rate", "10", "--out", "/nonexistent/dir/r.json"], "--out"),
+    (["run", "{url}", "--rate", "10", "--runlog", "{tmp}"], "is a folder"),
+    (["run", "{url}", "--rate", "10", "--hdr-log", "/nonexistent/r.hlog"], "--hdr-log"),
+    (["search", "{url}", "--slo", "p99=10ms", "--runlog", "/nonexistent/s.runlog"],
+     "--runlog"),
 ])
-def test_bad_input_is_one_line_exit_2_and_sends_nothing(listener, args, expect):
+def test_bad_input_is_one_line_exit_2_and_sends_nothing(listener, args, expect, tmp_path):
     url = f"http://127.0.0.1:{listener.port}/"
-    p = crestline(*[a.replace("{url}", url) for a in args])
+    p = crestline(*[a.replace("{url}", url).replace("{tmp}", str(tmp_path)) for a in args])
     assert p.returncode == 2, (p.stdout, p.stderr)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("crestline: error:"), p.stderr
     assert expect in lines[0]
     assert "Traceback" not in p.stderr
     assert listener.accepted() == 0
+
+
+def test_an_unexpected_failure_is_one_line_exit_3_and_debug_shows_the_traceback(target):
+    # /dev/full passes the check (it is writable) and then fails the write: not the user's
+    # input, so exit 3, one line; --debug gives the traceback.
+    t = target()
+    args = ["run", t.url, "--rate", "20", "--duration", "1s", "--quiet", "--out", "/dev/full"]
+    p = crestline(*args)
+    assert p.returncode == 3, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left" in lines[0] and "--debug" in lines[0], p.stderr
+    p = crestline("--debug", *args)
+    assert p.returncode != 0 and "Traceback" in p.stderr
 
 
 def test_refused_target_is_a_usage_error(closed_port):

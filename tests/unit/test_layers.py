@@ -17,6 +17,7 @@ BASE = {"errors", "units"}
 ALLOWED = {
     "errors": set(),
     "units": {"errors"},
+    "outputs": {"errors"},
     "measure": BASE,
     "telemetry": BASE | {"measure"},
     "slo": BASE | {"measure", "telemetry"},
@@ -26,10 +27,11 @@ ALLOWED = {
     "engine": BASE | {"measure", "trace", "_core"},
     "servers": BASE | {"trace"},
     "session": BASE | {"engine", "measure", "telemetry", "slo"},
-    "api": BASE | {"engine", "measure", "session", "slo", "telemetry"},
-    "capacity": BASE | {"engine", "measure", "session", "slo", "search", "telemetry"},
-    "cli": BASE | {"api", "capacity", "engine", "measure", "report", "servers", "slo",
-                   "trace", "search", "telemetry", "session"},
+    "api": BASE | {"outputs", "engine", "measure", "session", "slo", "telemetry"},
+    "capacity": BASE | {"outputs", "engine", "measure", "session", "slo", "search", "telemetry"},
+    "sweep": BASE | {"outputs", "engine", "measure", "session", "slo", "search", "telemetry"},
+    "cli": BASE | {"outputs", "api", "capacity", "engine", "measure", "report", "servers", "slo",
+                   "trace", "search", "telemetry", "session", "sweep"},
     "__main__": {"cli"},
     "__init__": BASE | {"api", "engine", "measure"},
 }

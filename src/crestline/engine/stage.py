@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -64,6 +65,7 @@ class Engine:
             timeout_s=spec.timeout_s, precise=spec.precise,
             batch_window_us=spec.batch_window_s * 1e6, classes=classes)
         self.class_names = class_names
+        self._cpu_mark_s = time.process_time()
 
     async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
                         on_snapshot: Callable[[IntervalSnapshot], bool | None],
@@ -101,6 +103,7 @@ class Engine:
         # Completions since the previous stage (if any) fall into this stage's first interval.
         core.start(start_ns, end_ns, chunk_source(chunks))
         k, prev_ns, stopped = 0, start_ns, False
+        self._cpu_mark_s = time.process_time()
         while True:
             boundary_ns = min(start_ns + (k + 1) * interval_ns, end_ns)
             woke = await sleep_until_ns(boundary_ns, stop, end)
@@ -117,6 +120,7 @@ class Engine:
                 first_index + k, (boundary_ns - start_ns) / 1e9, (boundary_ns - prev_ns) / 1e9,
                 core.take_interval(), class_names=self.class_names)
             snap.mono_start_ns, snap.mono_end_ns = prev_ns, boundary_ns
+            snap.cpu_s = self._cpu_since_mark()
             end_now = on_snapshot(snap)
             prev_ns = boundary_ns
             k += 1
@@ -150,7 +154,14 @@ class Engine:
             index, (now - start_ns) / 1e9, (now - t0) / 1e9, core.take_interval(), drain=True,
             class_names=self.class_names)
         snap.mono_start_ns, snap.mono_end_ns = t0, now
+        snap.cpu_s = self._cpu_since_mark()
         on_snapshot(snap)
+
+    def _cpu_since_mark(self) -> float:
+        """This process's CPU seconds (user + system, every thread) since the last mark."""
+        now = time.process_time()
+        spent, self._cpu_mark_s = now - self._cpu_mark_s, now
+        return spent
 
     async def wait_idle(self, max_s: float) -> float:
         """Offer nothing until nothing is in flight (at most max_s; the rest are abandoned as

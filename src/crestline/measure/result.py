@@ -5,8 +5,10 @@ Pure: built from the core's per-interval tuples (or from a runlog), never touchi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from crestline.measure.cpu import client_cpu_summary
 from crestline.measure.hdr import Hist
 
 ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol")
@@ -24,6 +26,8 @@ def add_classes(into: dict, other: dict) -> None:
             else:
                 mine[name] = h.copy()
 COUNTER_NAMES = ("scheduled", "sent", "completed", "ok", "shed")
+# Arrival processes whose expected count over a run is rate x duration, up to known noise.
+_COUNTED_ARRIVALS = ("constant", "poisson")
 MESSAGES_PER_KIND = 3
 
 
@@ -69,6 +73,11 @@ class IntervalSnapshot:
     step: int | None = None
     rate_rps: float | None = None
     warmup: bool | None = None
+    # The client's CPU seconds in the interval (set by the engine; summed over workers) and
+    # the whole host's busy seconds (set by the session; None where unreadable): see
+    # crestline.measure.cpu.
+    cpu_s: float = 0.0
+    host_busy_s: float | None = None
 
     @classmethod
     def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
@@ -110,6 +119,7 @@ class IntervalSnapshot:
                 self.hists[name] = h.copy()
         add_classes(self.classes, other.classes)
         self.dur_s = max(self.dur_s, other.dur_s)
+        self.cpu_s += other.cpu_s
         self.mono_start_ns = self.mono_start_ns or other.mono_start_ns
         self.mono_end_ns = max(self.mono_end_ns, other.mono_end_ns)
         return self
@@ -136,6 +146,9 @@ class IntervalSnapshot:
             "achieved_rps": None if self.drain else self.completed / dur,
             "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "p999", "max")},
             "send_lag_ms": {"p99": lag[0] / 1e6},
+            "client_cpu_cores": round(self.cpu_s / dur, 4) if self.dur_s else None,
+            "host_busy_cores": (round(self.host_busy_s / dur, 4)
+                                if self.dur_s and self.host_busy_s is not None else None),
             "gpu": self.gpu,
         }
         if self.step is not None or self.rate_rps is not None:
@@ -165,6 +178,8 @@ class RunResult:
     gpu: dict | None = None
     # The run's own SLO check (crestline run --slo): {"slo": {...}, "met": bool, "why": [...]}
     slo_check: dict | None = None
+    # CPUs the client could run on (measure.cpu.host_cores), for the client's CPU summary.
+    host_cores: int = 0
 
     def add(self, snap: IntervalSnapshot) -> None:
         """Fold one (merged) interval into the totals."""
@@ -201,8 +216,20 @@ class RunResult:
         """Responses (any status) completed per second while load was offered."""
         return self._load_count("completed") / self.load_s if self.load_s else 0.0
 
+    def client_cpu(self) -> dict | None:
+        """The client's CPU over the load (crestline.measure.cpu.client_cpu_summary)."""
+        return client_cpu_summary(self.intervals, self.spec.get("workers") or 1,
+                                  self.host_cores)
+
     def client_check(self) -> tuple[bool, list[str]]:
-        """(client_ok, reasons): did the client itself keep to its schedule?"""
+        """(client_ok, reasons): did the client itself offer its schedule on time?
+
+        Three ways it did not (docs/measurement.md, "Did the client keep up?"): its scheduler
+        woke late; it issued fewer requests than the arrival process calls for; or it was
+        CPU-bound while requests waited to be written or completions fell behind the offered
+        rate. Without the last condition's CPU evidence, a shortfall is the server's (a
+        server at overload falls behind an open-loop client that keeps its schedule).
+        """
         reasons = []
         # A batch window delays slots by design, up to its length.
         bound_ms = self.spec.get("max_schedule_lag_p99_ms", 1.0) + 1e3 * self.spec.get(
@@ -215,12 +242,23 @@ class RunResult:
         target = self.spec.get("rate_rps") or 0.0
         ratio = self.spec.get("min_issued_ratio", 0.99)
         arrival = self.spec.get("arrival")
-        # Only a constant schedule has an exact expected count; Poisson counts are random.
-        if arrival == "constant" and target and self.load_s and not self.interrupted:
+        scheduled = self._load_count("scheduled")
+        if arrival in _COUNTED_ARRIVALS and target and self.load_s and not self.interrupted:
             expected = target * self.load_s
-            if self._load_count("scheduled") < ratio * expected - 1:
+            # A constant schedule's count is exact; a Poisson count has sd sqrt(expected).
+            slack = 1.0 if arrival == "constant" else 5.0 * math.sqrt(expected)
+            if scheduled < ratio * expected - slack:
+                reasons.append(f"issued {scheduled} of {expected:.0f} scheduled requests")
+        cpu = self.client_cpu()
+        if cpu and cpu["saturated"] and not self.interrupted:
+            send_p99_ms = self.hists["send_lag"].values_at((99.0,))[0] / 1e6
+            short = self.achieved_rps < ratio * self.offered_rps
+            if send_p99_ms > bound_ms or short:
                 reasons.append(
-                    f"issued {self._load_count('scheduled')} of {expected:.0f} scheduled requests")
+                    f"the client was CPU-bound (up to {cpu['max_cores']:.2f} cores) while "
+                    f"requests waited to be written (send lag p99 {send_p99_ms:.1f} ms) and "
+                    f"completions ran at {self.achieved_rps:,.0f} of {self.offered_rps:,.0f}/s "
+                    "offered; use --workers, --batch-window or a lower rate")
         return (not reasons, reasons)
 
     def to_dict(self) -> dict:
@@ -254,6 +292,7 @@ class RunResult:
             "clamped": {n: h.clamped for n, h in self.hists.items()},
             "client_ok": ok,
             "client_problems": reasons,
+            "client_cpu": self.client_cpu(),
             "warnings": list(self.warnings),
             "slo": self.slo_check["slo"] if self.slo_check else None,
             "slo_met": self.slo_check["met"] if self.slo_check else None,

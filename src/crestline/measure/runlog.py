@@ -49,6 +49,9 @@ class RunlogWriter:
             rec["gpu"] = snap.gpu
         if snap.step is not None or snap.rate_rps is not None:
             rec["step"], rec["rate_rps"] = snap.step, snap.rate_rps
+        rec["cpu_s"] = snap.cpu_s
+        if snap.host_busy_s is not None:
+            rec["host_busy_s"] = snap.host_busy_s
         if snap.warmup is not None:
             # As known when the interval closed: a later re-check that discards steps as
             # warm-up says so in their step records (`discarded`).
@@ -151,6 +154,7 @@ def _snapshot(rec: dict) -> IntervalSnapshot:
     snap.gpu = rec.get("gpu")
     snap.step, snap.rate_rps = rec.get("step"), rec.get("rate_rps")
     snap.warmup = rec.get("warmup")
+    snap.cpu_s, snap.host_busy_s = rec.get("cpu_s", 0.0), rec.get("host_busy_s")
     return snap
 
 

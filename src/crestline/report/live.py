@@ -88,6 +88,16 @@ class LiveLines:
         self.line(text)
 
 
+def client_cpu_line(cpu: dict | None) -> str | None:
+    """'cpu 0.42 cores (0.42 per process); host busy 1.31 of 2 cores', or None."""
+    if not cpu:
+        return None
+    text = f"cpu {cpu['mean_cores']:.2f} cores ({cpu['per_process']:.2f} per process)"
+    if cpu.get("host_busy_cores") is not None:
+        text += f"; host busy {cpu['host_busy_cores']:.2f} of {cpu['host_cores']} cores"
+    return text
+
+
 def summary_table(result: dict) -> str:
     """The end-of-run table, from the result dict (so reports can rebuild it from JSON)."""
     req = result["requests"]
@@ -139,6 +149,9 @@ def summary_table(result: dict) -> str:
                     + "; ".join(result.get("slo_why", [])))
     rows.append("client    " + ("ok: kept to its schedule" if result["client_ok"] else
                                 "NOT OK: " + "; ".join(result["client_problems"])))
+    line = client_cpu_line(result.get("client_cpu"))
+    if line:
+        rows.append(f"          {line}")
     for w in result.get("warnings", []):
         rows.append(f"warning   {w}")
     return "\n".join(rows)
@@ -191,5 +204,38 @@ def search_summary(result: dict) -> str:
     if result.get("warmup_note"):
         lines.append(f"warning: {result['warmup_note']}")
     for w in result.get("warnings", []):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+def sweep_table(result: dict) -> str:
+    """The end-of-sweep table, one row per rate, then the crossing line (from the result
+    dict, so reports rebuild it from JSON or a runlog)."""
+    slo = slo_text(result.get("slo"))
+    lines = [f"crestline sweep {result.get('url')}: {result.get('arrival')} arrivals, "
+             f"{result.get('step_s') or 0:g} s per rate" + (f", {slo}" if slo else "")
+             + ("  [interrupted]" if result.get("interrupted") else ""), ""]
+    lines.append(f"{'rate rps':>10} {'offered':>10} {'achieved':>10} {'p50 ms':>8} "
+                 f"{'p90 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'errors %':>8} "
+                 f"{'met':>4}")
+    for row in result.get("rows") or []:
+        lat = row.get("latency_ms") or {}
+        met = {True: "yes", False: "NO"}.get(row.get("slo_met"), "-")
+        client = "" if row.get("client_ok", True) else "  client fell behind"
+        lines.append(
+            f"{row['rate_rps']:>10,.0f} {row['offered_rps']:>10,.0f} "
+            f"{row['achieved_rps']:>10,.0f} "
+            + " ".join(f"{lat.get(k, 0):>{w}.3g}" for k, w in
+                       (("p50", 8), ("p90", 8), ("p99", 8), ("p999", 9), ("max", 8)))
+            + f" {100 * (row.get('error_rate') or 0):>8.3g} {met:>4}{client}")
+    lines.append("")
+    if result.get("crossing_note"):
+        lines.append(result["crossing_note"])
+    warm = result.get("warmup_s")
+    lines.append(f"{len(result.get('rows') or [])} of {len(result.get('rates_rps') or [])} "
+                 f"rates, {result.get('load_s') or 0:.0f} s of load; "
+                 + ("warm-up not finished" if warm is None else f"warm-up {warm:.0f} s"))
+    for w in ([result["warmup_note"]] if result.get("warmup_note") else []) + list(
+            result.get("warnings") or []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -41,9 +41,10 @@ def figures(result: dict) -> list[Fig]:
     matplotlib (crestline.report.html turns that into a ConfigError)."""
     import matplotlib
 
-    search = result.get("kind") == "search"
-    builders = ([_latency_vs_rate, _trajectory, _gpu_vs_rate] if search else []) + [
-        _rates_series, _latency_series, _gpu_series, _distribution, _classes]
+    first = {"search": [_latency_vs_rate, _trajectory, _gpu_vs_rate],
+             "sweep": [_sweep_curve]}.get(result.get("kind"), [])
+    builders = first + [_rates_series, _latency_series, _gpu_series] + (
+        [] if result.get("kind") == "sweep" else [_distribution, _classes])
     out: list[Fig] = []
     with matplotlib.rc_context(_RC):
         for build in builders:
@@ -151,6 +152,70 @@ def _latency_vs_rate(result: dict) -> Fig | None:
                  "Latency percentiles per step against the offered rate (filled: the step "
                  "passed; hollow: it failed or stayed unsure), with the SLO bounds (dashed) and "
                  "the capacity found (vertical line).")
+
+
+def _sweep_curve(result: dict) -> Fig | None:
+    """A sweep's latency-throughput curve: percentiles per row against the offered rate (log
+    y) with the SLO bounds and the crossing, and below it achieved against offered."""
+    rows = sorted((r for r in result.get("rows") or [] if isinstance(r, dict)
+                   and _positive(r.get("rate_rps"))), key=lambda r: r["rate_rps"])
+    if not rows:
+        return None
+    fig, axes = _figure(5.2, 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    top, bottom = axes[0][0], axes[1][0]
+    rates = [r["rate_rps"] for r in rows]
+    drawn = False
+    for key in ("p50", "p90", "p99", "p999"):
+        pts = [(r["rate_rps"], (r.get("latency_ms") or {}).get(key), r.get("slo_met"))
+               for r in rows]
+        pts = [p for p in pts if _positive(p[1])]
+        if not pts:
+            continue
+        drawn = True
+        color = PCT_COLORS[key]
+        top.plot([p[0] for p in pts], [p[1] for p in pts], ".-", color=color, lw=1.2, ms=5,
+                 label=PCT_LABELS[key])
+        missed = [p for p in pts if p[2] is False]
+        top.scatter([p[0] for p in missed], [p[1] for p in missed], facecolors="white",
+                    edgecolors=color, s=30, zorder=3)
+    if not drawn:
+        return None
+    _slo_lines(top, result)
+    cross = result.get("crossing") if isinstance(result.get("crossing"), dict) else None
+    if cross and _positive(cross.get("rate_rps")):
+        rate = cross["rate_rps"]
+        if cross.get("interpolated"):
+            label = f"{cross.get('term')} crossing ~{rate:,.0f} rps (interpolated)"
+            top.axvline(rate, color="black", ls=":", lw=1.2, label=label)
+            bound = next((b.bound_ms for b in latency_bounds(result)
+                          if b.name == cross.get("term")), None)
+            if bound is not None:
+                top.plot([rate], [bound], "x", color="black", ms=9, mew=2, zorder=4)
+            top.annotate("interpolated", (rate, 1.0), xycoords=("data", "axes fraction"),
+                         xytext=(4, -12), textcoords="offset points", fontsize=8)
+        else:
+            top.axvline(rate, color="black", lw=0.8, alpha=0.5,
+                        label=f"SLO met up to {rate:,.0f} rps (the top rate)")
+    _log_ms(top)
+    top.set_ylabel("latency (ms)")
+    top.legend(loc="upper left")
+    bottom.plot(rates, rates, "--", color="grey", lw=0.8, label="achieved = offered")
+    bottom.plot(rates, [r.get("achieved_rps") for r in rows], "o-", color="#2a9d4b", ms=4,
+                label="achieved")
+    bottom.plot(rates, [r.get("offered_rps") for r in rows], "s", color="#555555", ms=3,
+                label="offered (realised schedule)")
+    if cross and cross.get("interpolated"):
+        bottom.axvline(cross["rate_rps"], color="black", ls=":", lw=1.2)
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel("offered rate (rps)")
+    bottom.set_ylabel("rate (rps)")
+    bottom.legend(loc="upper left")
+    return _done(fig, "sweep-curve",
+                 "Latency percentiles per rate of the sweep against the offered rate (ms, log "
+                 "scale; hollow: the row missed the SLO), the SLO bounds (dashed) and the "
+                 "crossing: interpolated between the two rows around it, not measured at that "
+                 "rate (dotted line, x). Below: achieved and offered rate against the rate "
+                 "asked for.")
 
 
 def _trajectory(result: dict) -> Fig | None:
@@ -280,10 +345,10 @@ def _rates_series(result: dict) -> Fig | None:
 
 
 def _time_label(result: dict) -> str:
-    if result.get("kind") == "search":
+    if result.get("kind") in ("search", "sweep"):
         intervals = result.get("intervals") or []
         if intervals and all(iv.get("elapsed_s") is not None for iv in intervals):
-            return "time since the search began (s)"
+            return f"time since the {result['kind']} began (s)"
         return "load time (s; drains between steps left out)"
     return "time since load start (s)"
 

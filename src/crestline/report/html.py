@@ -78,10 +78,10 @@ def write_html(result: dict, out_path: str | os.PathLike,
 
 def render(result: dict, figs: list) -> str:
     """The HTML document as a string, from a result and its figures (report_figures.Fig)."""
-    search = result.get("kind") == "search"
-    title = f"crestline {'search' if search else 'run'}: {result.get('url')}"
+    kind = _kind_word(result)
+    title = f"crestline {kind}: {result.get('url')}"
     body = [_header(result)]
-    body += _search_tables(result) if search else _run_tables(result)
+    body += {"search": _search_tables, "sweep": _sweep_tables}.get(kind, _run_tables)(result)
     body.append(_warnings(result))
     if figs:
         body.append("<h2>Figures</h2>")
@@ -150,6 +150,8 @@ def _header(result: dict) -> str:
                   f"{result.get('reason')}")
         if lo is not None and hi is not None:
             detail += f"; bracket {lo:,.0f} .. {hi:,.0f} rps"
+    elif result.get("kind") == "sweep":
+        verdict, tone, detail = _sweep_verdict(result)
     else:
         met = result.get("slo_met")
         verdict = ("SLO met" if met else "SLO missed") if met is not None else \
@@ -166,7 +168,7 @@ def _header(result: dict) -> str:
     if result.get("interrupted"):
         meta.append(("note", "interrupted: the results cover only what ran"))
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta if v is not None)
-    return (f"<header><h1>crestline {'search' if search else 'run'}</h1>"
+    return (f"<header><h1>crestline {_kind_word(result)}</h1>"
             f'<p class="verdict {tone}">{_e(verdict)}</p>'
             f'<dl class="meta">{rows}</dl></header>')
 
@@ -286,6 +288,54 @@ def _search_tables(result: dict) -> list[str]:
             f"drains {_fmt(result.get('drain_s'))} s")
     return ["<h2>Summary</h2>", f"<p>{len(steps)} steps; {_e(load)}. The capacity step is "
             "highlighted.</p>", table] + _gpu_summary(result)
+
+
+def _kind_word(result: dict) -> str:
+    kind = result.get("kind")
+    return kind if kind in ("search", "sweep") else "run"
+
+
+def _sweep_verdict(result: dict) -> tuple[str, str, str]:
+    """(verdict, tone, detail) of a sweep's header: the crossing, or why there is none."""
+    cross = result.get("crossing") if isinstance(result.get("crossing"), dict) else None
+    rows = result.get("rows") or []
+    if cross and cross.get("interpolated"):
+        verdict = f"crossing ~{cross['rate_rps']:,.0f} rps (interpolated)"
+        tone = "warn"
+    elif cross:
+        verdict, tone = f"SLO met at every rate, up to {cross['rate_rps']:,.0f} rps", "ok"
+    elif result.get("slo"):
+        verdict, tone = "no crossing", "bad"
+    else:
+        verdict, tone = f"{len(rows)} rates swept", "ok"
+    detail = (f"{len(rows)} of {len(result.get('rates_rps') or [])} rates, "
+              f"{_fmt(result.get('step_s'))} s each; {result.get('crossing_note') or ''}")
+    return verdict, tone, detail.rstrip("; ")
+
+
+def _sweep_tables(result: dict) -> list[str]:
+    rows = result.get("rows") or []
+    cross = result.get("crossing") if isinstance(result.get("crossing"), dict) else {}
+    between = cross.get("between") or []
+    headers = ["rate (rps)", "offered (rps)", "achieved (rps)", "p50 (ms)", "p90 (ms)",
+               "p99 (ms)", "p99.9 (ms)", "max (ms)", "errors (%)", "client ok", "SLO met"]
+    out, classes, whys = [], [], []
+    for r in rows:
+        lat = r.get("latency_ms") or {}
+        out.append([_fmt(r.get("rate_rps")), _fmt(r.get("offered_rps")),
+                    _fmt(r.get("achieved_rps"))]
+                   + [_fmt(lat.get(k)) for k in ("p50", "p90", "p99", "p999", "max")]
+                   + [_fmt(100.0 * (r.get("error_rate") or 0.0)), _fmt(r.get("client_ok")),
+                      _verdict({True: "pass", False: "fail"}.get(r.get("slo_met")))])
+        classes.append("capacity" if r.get("rate_rps") in between[:1] else "")
+        terms = [f"{t['name']} {_fmt(t.get('value'))} {t.get('unit', '')} vs "
+                 f"{_fmt(t.get('bound'))} {t.get('unit', '')}" for t in r.get("terms") or []]
+        whys.append(_e("; ".join(terms + list(r.get("client_problems") or []))))
+    load = (f"{_fmt(result.get('load_s'))} s of load, warm-up {_fmt(result.get('warmup_s'))} s, "
+            f"{_fmt(result.get('settle_intervals'))} settle interval(s) left out of each step")
+    return ["<h2>Summary</h2>", f"<p>{len(rows)} rates; {_e(load)}. The last rate below the "
+            "crossing is highlighted; SLO met: pass or fail.</p>",
+            _table(headers, out, classes, words=(9, 10), details=whys)] + _gpu_summary(result)
 
 
 def _verdict(v) -> str:

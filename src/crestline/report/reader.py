@@ -22,13 +22,15 @@ from crestline.errors import ConfigError
 from crestline.measure.hdr import Hist
 from crestline.measure.result import RunResult
 from crestline.measure.runlog import HdrLogWriter, RunlogContents, RunlogError, load_runlog
-from crestline.report.live import search_summary, summary_table
+from crestline.report.live import search_summary, summary_table, sweep_table
 from crestline.search.result import capacity_step, search_result, step_discarded
+from crestline.search.sweep import config_from_dict, sweep_result, sweep_row, warmup_note
 from crestline.slo.parse import slo_text
 from crestline.telemetry.recorder import efficiency, summarize
 
-KINDS = ("run", "search")
+KINDS = ("run", "search", "sweep")
 SEARCH_CUT_SHORT = "runlog ends before the search finished"
+SWEEP_CUT_SHORT = "runlog ends before the sweep finished"
 RUN_CUT_SHORT = "runlog ends before the run finished"
 
 
@@ -53,7 +55,9 @@ def load_with_runlog(path: str | os.PathLike) -> tuple[dict, RunlogContents | No
     contents = _read_runlog(path)
     if contents.summary is not None:
         result = dict(contents.summary)
-        result.setdefault("kind", contents.kind)
+        result.setdefault("kind", _runlog_kind(contents))
+    elif _runlog_kind(contents) == "sweep":
+        result = rebuild_sweep(contents)
     elif contents.kind == "search":
         result = rebuild_search(contents)
     else:
@@ -93,10 +97,12 @@ def _load_json(path: str) -> dict:
 
 
 def kind_of(result: dict) -> str | None:
-    """'run' or 'search' (None if neither). Results written before the "kind" key existed
-    still carry their own shape."""
-    if result.get("kind") in ("run", "search"):
+    """'run', 'search' or 'sweep' (None if none). Results written before the "kind" key
+    existed still carry their own shape."""
+    if result.get("kind") in KINDS:
         return result["kind"]
+    if "rows" in result and "crossing" in result:
+        return "sweep"
     if "capacity_rps" in result and "steps" in result:
         return "search"
     if "requests" in result and "latency_ms" in result:
@@ -160,6 +166,46 @@ def rebuild_search(contents: RunlogContents) -> dict:
     result |= {"intervals": [s.to_dict() for s in contents.intervals],
                "url": spec.get("url"), "crestline": spec.get("version"),
                "started_unix_s": header["started_unix_s"], "interrupted": True, "spec": spec}
+    windows = [s.gpu for s in contents.intervals]
+    if any(windows):
+        result["gpu"] = _gpu_record(windows)
+    return result
+
+
+def _runlog_kind(contents: RunlogContents) -> str:
+    """'sweep' when the header's spec carries a sweep's configuration, else the runlog's own
+    kind ('run' or 'search')."""
+    return "sweep" if "sweep" in contents.header.get("spec", {}) else contents.kind
+
+
+def rebuild_sweep(contents: RunlogContents) -> dict:
+    """A sweep's result from its runlog: every row whose step finished (it has a step
+    record) recomputed from that step's intervals, exactly as the sweep computed it; marked
+    interrupted, with a warning saying it was rebuilt."""
+    header = contents.header
+    spec = {k: v for k, v in header["spec"].items() if k != "sweep"}
+    config = config_from_dict(header["spec"]["sweep"])
+    by_step: dict[int, list] = {}
+    for snap in contents.intervals:
+        if snap.step is not None:
+            by_step.setdefault(snap.step, []).append(snap)
+    rows = [sweep_row(rec["rate_rps"], by_step.get(rec["index"], []), spec,
+                      config.settle_intervals, config.slo) for rec in contents.steps]
+    held = [s for s in contents.intervals if s.warmup]
+    stepped = any(s.step is not None for s in contents.intervals)  # the warm-up had ended
+    warmup_s = 0.0 if config.warmup == "none" else (sum(s.dur_s for s in held) if stepped
+                                                    else None)
+    capped = config.warmup == "auto" and warmup_s is not None \
+        and warmup_s >= config.max_warmup_s - config.interval_s / 2
+    result = sweep_result(
+        config=config, rows=rows, url=spec.get("url"), version=spec.get("version"),
+        started_unix_s=header["started_unix_s"], interrupted=True, spec=spec,
+        workers=spec.get("workers"), warmup_s=warmup_s,
+        warmup_note=warmup_note(warmup_s or 0.0, (config.rates_rps or (0.0,))[0], capped),
+        load_s=sum(s.dur_s for s in contents.intervals if not s.drain),
+        intervals=[s.to_dict() for s in contents.intervals],
+        warnings=[f"{SWEEP_CUT_SHORT}: rebuilt {len(rows)} rows from "
+                  f"{len(contents.intervals)} intervals"])
     windows = [s.gpu for s in contents.intervals]
     if any(windows):
         result["gpu"] = _gpu_record(windows)
@@ -275,6 +321,8 @@ def text(result: dict) -> str:
     a crestline result (use `load` to check files)."""
     if result.get("kind") == "search":
         return _search_text(result)
+    if result.get("kind") == "sweep":
+        return sweep_table(result)
     return summary_table(result)
 
 
@@ -319,7 +367,7 @@ def write_hlog(path_in: str | os.PathLike, path_out: str | os.PathLike,
                               "the --runlog file")
         contents = _read_runlog(path_in)
     snaps = contents.intervals
-    if contents.kind == "search":
+    if _runlog_kind(contents) in ("search", "sweep"):  # stages restart t_s
         ends = timeline_s([{"dur_s": s.dur_s} for s in snaps], "search")
         snaps = [dataclasses.replace(s, t_s=end) for s, end in zip(snaps, ends, strict=True)]
     writer = HdrLogWriter(os.fspath(path_out), contents.header["started_unix_s"])

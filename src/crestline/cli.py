@@ -150,7 +150,8 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
                    help="wake the scheduler at most once per window (e.g. 1ms): much less client "
                    "CPU at high rates, up to that much send lag, which latency counts (default 0)")
     g = p.add_argument_group("requests")
-    g.add_argument("--method", default="GET", help="HTTP method (default GET)")
+    g.add_argument("--method", default=None,
+                   help="HTTP method (default GET; with --trace, each request's own)")
     g.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="request header, repeatable")
     g.add_argument("--body", default=None, metavar="STRING|@FILE",
@@ -351,6 +352,13 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
     from crestline.units import parse_duration_s, parse_rate_rps
 
     speed = getattr(a, "speed", 1.0)
+    # Options that would be silently ignored are refused: the user meant something by them.
+    if speed != 1.0 and a.arrival != "trace":
+        raise ConfigError(f"--speed {speed:g} applies only with --arrival trace (it scales the "
+                          "recorded timestamps); drop it or add --arrival trace")
+    if a.method is not None and a.trace:
+        raise ConfigError(f"--method {a.method} does not apply with --trace: every recorded "
+                          "request keeps its own method; drop --method")
     if a.arrival == "trace" and (rate_rps is None or duration_s is None) and a.trace:
         # The trace sets the rate and (unless --duration) the length: one pass.
         trace_s, trace_rps = _trace_pass(a.trace, speed)
@@ -368,7 +376,7 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
             a.duration or "30s", "--duration"),
         arrival=a.arrival, seed=a.seed, trace=a.trace, speed=speed,
         connections=a.connections, max_inflight=a.max_inflight,
-        timeout_s=parse_duration_s(a.timeout, "--timeout"), method=a.method,
+        timeout_s=parse_duration_s(a.timeout, "--timeout"), method=a.method or "GET",
         headers=[parse_header(h) for h in a.header],
         body=read_body(a.body) if a.body is not None else b"", workers=a.workers,
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
@@ -392,6 +400,10 @@ def _trace_pass(path: str, speed: float) -> tuple[float, float]:
     if len(offsets) == 0:
         raise ConfigError(f"--trace {path!r} holds no requests")
     seconds = pass_duration_s(offsets, speed)
+    if seconds <= 0:
+        raise ConfigError(f"--trace {path!r}: its {len(offsets)} request(s) share one timestamp, "
+                          "so --arrival trace has no timing to replay; use --arrival poisson "
+                          "--rate RATE (the recorded requests, at that rate)")
     return seconds, len(offsets) / seconds
 
 
@@ -748,7 +760,8 @@ def cmd_record(a) -> int:
     duration_s = parse_duration_s(a.duration, "--duration") if a.duration else None
     if a.max_body_bytes < 0:
         raise ConfigError("--max-body-bytes must be >= 0")
-    cfg = RecordConfig(host, port, f"http://{up_host}:{up_port}/", up_host, up_port, a.out,
+    up_origin = f"[{up_host}]" if ":" in up_host else up_host  # an IPv6 literal, bracketed
+    cfg = RecordConfig(host, port, f"http://{up_origin}:{up_port}/", up_host, up_port, a.out,
                        max_requests=max_requests, duration_s=duration_s,
                        max_body_bytes=a.max_body_bytes)
     r = run_record(cfg)

@@ -119,16 +119,14 @@ class TraceTiming(_Recorded):
     def __init__(self, record_offsets_ns: np.ndarray, speed: float | None = 1.0):
         super().__init__(record_offsets_ns)
         self.speed = speed
+        if speed is None and not self.trace_rate_rps > 0:
+            # Found when the session opens, before any load (a search would fail mid-run).
+            raise ConfigError("--arrival trace needs a trace that spans some time: its "
+                              "requests all share one timestamp; use --arrival poisson")
 
     def chunks(self, rate_rps, duration_s, seed, worker=0, workers=1, loop=False):
         base = self.base_ns
-        if self.speed is not None:
-            speed = self.speed
-        elif self.trace_rate_rps > 0:
-            speed = rate_rps / self.trace_rate_rps
-        else:
-            raise ConfigError("--arrival trace needs a trace that spans some time: its "
-                              "requests all share one timestamp; use --arrival poisson")
+        speed = self.speed if self.speed is not None else rate_rps / self.trace_rate_rps
         period_ns = pass_duration_s(base, speed) * 1e9
         mine = np.arange(worker, len(base), workers)
         end_ns = duration_s * 1e9

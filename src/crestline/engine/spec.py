@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
+import resource
 from dataclasses import asdict, dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from crestline import __version__
 from crestline.engine.arrivals import ARRIVALS
@@ -16,6 +18,24 @@ from crestline.units import parse_duration_s, parse_rate_rps
 # HEAD is left out: its response carries a Content-Length but no body, which the response
 # parser cannot be told about, so every HEAD would end as a timeout.
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# The documented ranges of every numeric option (docs/cli.md, "Ranges"). Past them a value is a
+# typo (1e12 rps, a 1 ns interval) or would fail deep in the core (a C int, a malloc).
+MAX_RATE_RPS = 10_000_000
+MAX_DURATION_S = 7 * 24 * 3600.0
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.01, 3600.0
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.001, 3600.0  # the histograms hold up to 1 h
+MAX_CONNECTIONS = 100_000
+MAX_INFLIGHT = 10_000_000  # 12 bytes of queue each: 120 MB at the bound
+MAX_WORKERS = 64
+MAX_SPEED = 1000.0
+MAX_SEED = 2**63 - 1
+# Descriptors a process needs besides its connections: stdio, the event loop, pipes, the trace.
+_FD_RESERVE = 64
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# A header value: visible ASCII, space and tab (obs-text is refused: no charset is defined).
+_VALUE_RE = re.compile(r"^[\t\x20-\x7e]*$")
 
 
 @dataclass
@@ -82,6 +102,7 @@ class RunSpec:
                 raise ConfigError("--body does not apply with --trace: the trace holds the bodies")
             if not self.speed > 0:
                 raise ConfigError(f"--speed must be positive, got {self.speed!r}")
+        self._check_ranges()
         for name in ("connections", "max_inflight", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -101,9 +122,44 @@ class RunSpec:
                 f"--connections ({self.connections}) is split across --workers ({self.workers}): "
                 "give each worker at least one")
         for k, v in self.headers:
-            if not k or any(c in k for c in " :\r\n") or any(c in v for c in "\r\n"):
-                raise ConfigError(f"bad header {k!r}: write -H 'Name: value'")
+            check_header(k, v)
+        self._check_open_files()
         return self
+
+    def _check_ranges(self) -> None:
+        def refuse(option, value, rule, fix):
+            raise ConfigError(f"{option} {value!r} is out of range ({rule}): {fix}")
+
+        if self.rate_rps > MAX_RATE_RPS:
+            refuse("--rate", self.rate_rps, f"at most {MAX_RATE_RPS:,} rps from one host",
+                   "a typo? for more, run on several hosts")
+        if self.duration_s > MAX_DURATION_S:
+            refuse("--duration", self.duration_s, "at most 7 days", "split the run")
+        if not MIN_INTERVAL_S <= self.interval_s <= MAX_INTERVAL_S:
+            refuse("--interval", self.interval_s, "10ms to 1h", "e.g. --interval 1s")
+        if not MIN_TIMEOUT_S <= self.timeout_s <= MAX_TIMEOUT_S:
+            refuse("--timeout", self.timeout_s, "1ms to 1h", "e.g. --timeout 5s")
+        for option, value, top in (("--connections", self.connections, MAX_CONNECTIONS),
+                                   ("--max-inflight", self.max_inflight, MAX_INFLIGHT),
+                                   ("--workers", self.workers, MAX_WORKERS)):
+            if isinstance(value, int) and value > top:
+                refuse(option, value, f"1 to {top:,}", f"lower {option}")
+        if self.seed is not None and not (isinstance(self.seed, int) and
+                                          0 <= self.seed <= MAX_SEED):
+            refuse("--seed", self.seed, "a whole number from 0 to 2**63-1", "e.g. --seed 7")
+        if not 0 < self.speed <= MAX_SPEED:
+            refuse("--speed", self.speed, f"above 0, at most {MAX_SPEED:g}", "e.g. --speed 2")
+
+    def _check_open_files(self) -> None:
+        """Every connection is a descriptor: past the open-file limit they would fail as
+        'connect' errors that look like the server's fault."""
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        per_process = -(-self.connections // self.workers)
+        if soft != resource.RLIM_INFINITY and per_process + _FD_RESERVE > soft:
+            raise ConfigError(
+                f"--connections {self.connections} needs {per_process + _FD_RESERVE} open files "
+                f"per client process, but the limit is {soft} (ulimit -n): raise it "
+                f"(ulimit -n {per_process + _FD_RESERVE}), lower --connections, or add --workers")
 
     @property
     def target(self) -> Target:
@@ -143,7 +199,32 @@ def render_request(method: str, path: str, host_header: str, headers, body: byte
     lines += [f"{k}: {v}" for k, v in headers if k.lower() != "content-length"]
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    try:
+        return head.encode("ascii") + body
+    except UnicodeEncodeError:
+        # Paths are percent-encoded before this, so what is left is a header (a recorded one:
+        # given ones are checked by check_header).
+        bad = next(line for line in lines if not line.isascii())
+        raise ConfigError(f"header {bad.split(':', 1)[0]!r} holds non-ASCII text, which HTTP/1.1 "
+                          "gives no charset for: percent-encode or base64 it") from None
+
+
+def check_header(name: str, value: str) -> None:
+    """A header crestline will send: a token name and a visible-ASCII value. Raises
+    ConfigError naming the header (never its value: it may be a secret)."""
+    if not name or not _TOKEN_RE.match(name):
+        raise ConfigError(f"bad header name {name!r}: letters, digits and !#$%&'*+-.^_`|~ only; "
+                          "write -H 'Name: value'")
+    if not _VALUE_RE.match(value):
+        raise ConfigError(f"header {name!r}: its value holds control or non-ASCII characters; "
+                          "send visible ASCII (percent-encode or base64 the rest)")
+
+
+def encode_path(path: str) -> str:
+    """A request target as sent: non-ASCII characters percent-encoded as UTF-8 (as browsers do
+    with an IRI); what is already ASCII, percent-escapes included, is left as it is."""
+    return path if path.isascii() else quote(path, safe="".join(map(chr, range(0x21, 0x7f))))
 
 
 def parse_url(url: str) -> Target:
@@ -160,11 +241,25 @@ def parse_url(url: str) -> Target:
             f"malformed URL {url!r}: it must start with http://, e.g. http://127.0.0.1:8000/")
     if not parts.hostname:
         raise ConfigError(f"malformed URL {url!r}: no host, e.g. http://127.0.0.1:8000/")
+    if parts.username is not None or parts.password is not None:
+        # Never echo it: the password would land in the terminal's scrollback.
+        shown = url.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[-1])
+        raise ConfigError(f"{shown}: credentials in the URL (user:password@) are not sent; "
+                          "give them as a header, e.g. -H 'Authorization: Basic BASE64'")
+    if port == 0:
+        raise ConfigError(f"malformed URL {url!r}: port 0 is not a port; give the server's, "
+                          "e.g. http://127.0.0.1:8000/")
     port = port or 80
-    path = parts.path or "/"
+    path = encode_path(parts.path or "/")
     if parts.query:
-        path += "?" + parts.query
+        path += "?" + encode_path(parts.query)
     host = parts.hostname
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ConfigError(f"malformed URL {url!r}: the host name is not a valid "
+                              "internationalised name") from None
     try:
         is_v6 = ipaddress.ip_address(host).version == 6
     except ValueError:
@@ -181,8 +276,12 @@ def read_body(arg: str) -> bytes:
         path = arg[1:]
         if not os.path.isfile(path):
             raise ConfigError(f"--body file {path!r} not found: give an existing file after @")
-        with open(path, "rb") as f:
-            return f.read()
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise ConfigError(f"--body file {path!r} cannot be read ({exc.strerror}): check "
+                              "its permissions") from None
     return arg.encode("utf-8")
 
 

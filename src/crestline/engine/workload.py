@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crestline.engine.arrivals import Arrival, arrival_for, pass_duration_s
-from crestline.engine.spec import RunSpec, render_request
+from crestline.engine.spec import RunSpec, encode_path, render_request
 
 MAX_NAMED_CLASSES = 20  # model/path classes reported by name; the rest are "other"
 SIZE_BUCKETS = ((1 << 10, "<=1KiB"), (4 << 10, "<=4KiB"), (16 << 10, "<=16KiB"),
@@ -58,7 +58,8 @@ class Workload:
         kinds: list[tuple[str, int]] = []  # per payload: (model or path, body bytes)
         rec_payload = np.empty(len(trace.records), dtype=np.int32)
         for i, r in enumerate(trace.records):
-            raw = render_request(r.method, r.path, host, list(r.headers) + spec.headers, r.body)
+            raw = render_request(r.method, encode_path(r.path), host,
+                                 list(r.headers) + spec.headers, r.body)
             j = index.get(raw)
             if j is None:
                 j = index[raw] = len(payloads)

@@ -427,7 +427,8 @@ def check_upstream(host: str, port: int, timeout_s: float = 5.0) -> None:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise ConfigError(f"upstream http://{host}:{port}/ is not reachable: "
+        origin = f"[{host}]" if ":" in host else host
+        raise ConfigError(f"upstream http://{origin}:{port}/ is not reachable: "
                           f"{exc.strerror or exc}") from None
 
 

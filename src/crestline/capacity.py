@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Callable
 
 from crestline import __version__
@@ -70,9 +69,8 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     gpu_period_s on its own thread (a GPU that cannot be read is a warning, not an error).
     Raises ConfigError before any load if the spec or target is wrong.
     """
-    from crestline.measure.runlog import RunlogWriter
     from crestline.outputs import check_outputs
-    from crestline.session import LoadSession
+    from crestline.session import LoadSession, drive_logged
 
     check_outputs(runlog=runlog)
     # With arrival "trace" a rate is a replay speed: the trace's own rate x speed, looped for as
@@ -84,22 +82,10 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     # the caller's config stays as given).
     config = dataclasses.replace(config, max_schedule_lag_p99_ms=(
         spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3))
-    started = time.time()
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
-    try:
-        log = RunlogWriter(runlog, header, started) if runlog else None
-    except BaseException:
-        await session.close()
-        raise
-    search = _Search(session, SearchPolicy(config), log, on_step, on_interval)
-    try:
-        await search.run(stop or asyncio.Event())
-    finally:
-        await session.close()
-        result = search.result(started)
-        if log:
-            log.close(result)
-    return result
+    return await drive_logged(
+        session, runlog, header,
+        lambda log: _Search(session, SearchPolicy(config), log, on_step, on_interval), stop)
 
 
 class _Search:
@@ -193,7 +179,10 @@ def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=No
     tolerance, max_steps, max_time_s, warmup)."""
     import uvloop
 
-    limit_names = set(SearchConfig.__dataclass_fields__) - {"slo"}
+    # Fields the spec owns (workers, arrival, interval_s) go to the spec; the search takes them
+    # from it (search_async), so they are never split between the two.
+    limit_names = (set(SearchConfig.__dataclass_fields__) - {"slo"}
+                   - set(RunSpec.__dataclass_fields__))
     limits = {k: options.pop(k) for k in list(options) if k in limit_names}
     if "rate_rps" in options or "duration_s" in options:
         raise ConfigError("a search chooses its own rates and durations: drop rate_rps and "

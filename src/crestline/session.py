@@ -9,6 +9,7 @@ ConfigError always comes before any load is sent.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from crestline.engine.arrivals import Arrival
@@ -110,6 +111,31 @@ class LoadSession:
         finally:
             if self.telemetry:
                 self.telemetry.stop()
+
+
+async def drive_logged(session: LoadSession, runlog: str | None, header: dict, make_driver,
+                       stop: asyncio.Event | None = None) -> dict:
+    """Run a driver over an open session with a runlog: the runlog opened first (its header),
+    driver = make_driver(log) run until done or `stop`, the session closed whatever happens,
+    and driver.result(started_unix_s) written as the runlog's summary and returned. A search
+    and a sweep are both this shape."""
+    from crestline.measure.runlog import RunlogWriter
+
+    started = time.time()
+    try:
+        log = RunlogWriter(runlog, header, started) if runlog else None
+    except BaseException:
+        await session.close()
+        raise
+    driver = make_driver(log)
+    try:
+        await driver.run(stop or asyncio.Event())
+    finally:
+        await session.close()
+        result = driver.result(started)
+        if log:
+            log.close(result)
+    return result
 
 
 async def open_pool(spec: RunSpec, workload: Workload, arrival: Arrival) -> Pool:

@@ -14,7 +14,6 @@ then a wait until nothing is in flight so that one step's queue never spoils the
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -56,9 +55,8 @@ async def sweep_async(spec: RunSpec, rates_rps, *, step_s="60s", settle_interval
     on_interval(snapshot) for every interval. Setting `stop` ends the sweep: finished rows are
     kept and the result has interrupted=True. Raises ConfigError before any load is sent.
     """
-    from crestline.measure.runlog import RunlogWriter
     from crestline.outputs import check_outputs
-    from crestline.session import LoadSession
+    from crestline.session import LoadSession, drive_logged
 
     check_outputs(runlog=runlog)
     config = make_sweep_config(rates_rps, step_s=step_s, settle_intervals=settle_intervals,
@@ -68,22 +66,9 @@ async def sweep_async(spec: RunSpec, rates_rps, *, step_s="60s", settle_interval
     session = await LoadSession.open(spec, slo=config.slo, gpu=gpu, gpu_period_s=gpu_period_s,
                                      replay_follows_rate=True, gpu_only_slo_ok=False,
                                      on_warning=on_warning)
-    started = time.time()
     header = spec.to_dict() | {"version": __version__, "sweep": config.to_dict()}
-    try:
-        log = RunlogWriter(runlog, header, started) if runlog else None
-    except BaseException:
-        await session.close()
-        raise
-    sweep = _Sweep(session, config, log, on_interval, on_row)
-    try:
-        await sweep.run(stop or asyncio.Event())
-    finally:
-        await session.close()
-        result = sweep.result(started)
-        if log:
-            log.close(result)
-    return result
+    return await drive_logged(session, runlog, header,
+                              lambda log: _Sweep(session, config, log, on_interval, on_row), stop)
 
 
 class _Sweep:

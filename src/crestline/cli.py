@@ -416,18 +416,22 @@ def _window_s(text: str) -> float:
 
 
 def _under_sigint(make):
-    """Run make(stop) on a fresh uvloop; the first Ctrl-C sets stop, a second one stops now."""
+    """Run make(stop) on a fresh uvloop; the first Ctrl-C (or SIGTERM, as from a CI runner or
+    `kill`) sets stop, so the finished intervals and the result are written; a second one
+    stops now."""
     import uvloop
 
     async def main():
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
-        def on_sigint():
+        def on_signal():
             stop.set()
-            loop.remove_signal_handler(signal.SIGINT)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
         return await make(stop)
 
     return uvloop.run(main())

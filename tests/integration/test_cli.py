@@ -123,7 +123,8 @@ def test_refused_target_is_a_usage_error(closed_port):
         "is the server running and the URL right?")
 
 
-def test_ctrl_c_keeps_completed_intervals_and_writes_results(target, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_keeps_completed_intervals_and_writes_results(target, tmp_path, sig):
     t = target()
     out, runlog = tmp_path / "r.json", tmp_path / "r.runlog"
     proc = subprocess.Popen(CLI + ["run", t.url, "--rate", "500", "--duration", "60s",
@@ -134,9 +135,11 @@ def test_ctrl_c_keeps_completed_intervals_and_writes_results(target, tmp_path):
         if runlog.exists() and len(_records(runlog)) >= 3:
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 5  # drain at most 1 s after a stop, then the outputs
     d = json.loads(out.read_text())
     assert d["interrupted"] is True
     assert 1.5 < d["duration_s"] < 10

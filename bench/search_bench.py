@@ -96,6 +96,10 @@ SCENARIOS = [
     Scenario("stall", "M/D/4, 2 ms, 50 ms stall every 5 s, p99 <= 25 ms",
              SimServer(4, 2.0, "const", stall_every_s=5.0, stall_ms=50.0), "p99=25ms",
              50, 50, ("sim",)),
+    # Heavy tail and slow relaxation: at the truth the server is ~93% busy, so a queue that
+    # builds up takes tens of seconds to forget, and a short calm window reads the tail low.
+    Scenario("heavy", "lognormal (cv 2.0), c=4, 4 ms mean, p99 <= 200 ms",
+             SimServer(4, 4.0, "lognormal", service_cv=2.0), "p99=200ms", 100, 50, ("sim",)),
 ]
 
 

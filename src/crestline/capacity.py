@@ -79,9 +79,11 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
                                      replay_follows_rate=True, gpu_only_slo_ok=False,
                                      on_warning=on_warning)
     # A batch window delays slots on purpose: widen the client-validity bound by it (on a copy:
-    # the caller's config stays as given).
+    # the caller's config stays as given). The arrival process is what the capacity holds for;
+    # the workers say how much client CPU is saturation.
     config = dataclasses.replace(config, max_schedule_lag_p99_ms=(
-        spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3))
+        spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3),
+        batch_window_ms=spec.batch_window_s * 1e3, arrival=spec.arrival, workers=spec.workers)
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
     return await drive_logged(
         session, runlog, header,

@@ -2,9 +2,13 @@
 
 Pure. A step is a run of intervals at one offered rate. Its first `settle` intervals are left
 out (the queue adjusts to the new rate); the rest are "measured". A step passes only if it is
-sustainable (completions keep up with arrivals, the backlog and latency do not trend up) and a
-sequential test on the SLO exceedance count accepts every bound. Isolated bad intervals that
-recover (a GC pause, one slow batch) are excused up to a budget; sustained trouble never is.
+sustainable (completions keep up with arrivals, the backlog and latency do not trend up), steady
+(no significant upward drift of latency or in-flight over its intervals), long enough for the
+queue to have relaxed many times, and every tail bound's exceedance fraction is below the bound
+with 95% confidence, its error estimated over intervals (bursts and autocorrelation count), not
+over requests. Isolated bad intervals that recover (a GC pause, one slow batch) are excused up
+to a budget; intervals where the client itself ran late are left out (the client's hiccup);
+sustained trouble never is.
 
 Values, bounds and their text come from the one SLO evaluator (crestline.slo); this module
 adds only the sequential test, chosen by each bound's family (tail, rate, level).
@@ -19,14 +23,33 @@ import numpy as np
 
 from crestline.measure.hdr import Hist, index_of
 from crestline.measure.result import IntervalSnapshot
+from crestline.search.steady import (
+    Z_ONE_SIDED,
+    autocorr_time,
+    drifting_up,
+    relaxation_s,
+    tail_fraction,
+    theil_sen,
+)
 from crestline.slo.bound import LEVEL, RATE, TAIL, Bound, Pool, RateBound, TailBound, Term
 from crestline.slo.parse import Slo
 from crestline.telemetry.window import guard_trouble
 
-# Wald's SPRT thresholds for 5% error each way: ln((1 - beta) / alpha).
+# Wald's SPRT thresholds for 5% error each way: ln((1 - beta) / alpha). Used for the error
+# rate only: errors are counted per request and have no queue behind them.
 _SPRT_A = math.log(0.95 / 0.05)
-# Indifference zone around the allowed tail fraction q: H0 q0 = q * LOW, H1 q1 = q * HIGH.
+# Indifference zone around the allowed rate e: H0 e0 = e * LOW, H1 e1 = e * HIGH.
 _LOW, _HIGH = 0.7, 1.4
+# Client lateness adds to latency one for one, so the lag a verdict tolerates is a share of
+# the tightest latency bound (no absolute floor: a floor misfires when a server shares the
+# client's cores and every wake is a little late).
+_LAG_SHARE = 0.1
+# The client's CPU seconds per second at which it counts as saturated, per worker process.
+_CPU_SATURATED = 0.95
+# A step near capacity must span this many queue relaxation times, and this many
+# autocorrelation times of its own latency series (in intervals), before it may pass.
+_RELAX_SPAN = 50
+_TAU_SPAN = 6
 # A percentile verdict needs at least this many expected exceedances at the bound (500
 # samples for p99, 5000 for p99.9).
 _MIN_TAIL_SAMPLES = 5
@@ -46,6 +69,8 @@ class Verdict:
     margin: float  # log(observed / bound) of the worst SLO term: < 0 passes
     measured: list = field(default_factory=list)
     spikes: int = 0
+    margin_se: float | None = None  # standard error of the margin, over intervals
+    hiccups: int = 0  # intervals left out as the client's own lateness
     starved: bool = False  # unsure only for want of samples, while the estimate passes
     decisive: bool = False  # a clear fail (far over, queue growing): not worth a re-test
     abort: bool = False  # the GPU failed (an XID error): no later step can be trusted
@@ -100,40 +125,20 @@ class _IntervalFigures:
         return self._get(s, ("exceed", hist_name, bound_ns),
                          lambda: _exceed(s.hists.get(hist_name), bound_ns))
 
+    def pct_ns(self, s: IntervalSnapshot, hist_name: str, pct: float) -> int:
+        h = s.hists.get(hist_name)
+        return self._get(s, ("pct", hist_name, pct), lambda: h.capped_values_at((pct,))[0]
+                         if h is not None and h.total else 0)
+
 
 def _total(s: IntervalSnapshot, hist_name: str) -> int:
     h = s.hists.get(hist_name)
     return h.total if h is not None else 0
 
 
-def _theil_sen(y) -> float:
-    y = np.asarray(y, dtype=np.float64)
-    n = len(y)
-    if n < 2:
-        return 0.0
-    i, j = np.triu_indices(n, 1)
-    return float(np.median((y[j] - y[i]) / (j - i)))
-
-
 def _llr(x: int, n: int, q0: float, q1: float) -> float:
     """Log likelihood ratio of H1 (rate q1) against H0 (rate q0) for x hits in n trials."""
     return x * math.log(q1 / q0) + (n - x) * math.log((1 - q1) / (1 - q0))
-
-
-def _dispersion(xs, ns) -> float:
-    """How much more the per-interval counts vary than binomial counts would (>= 1).
-
-    Slow requests come in bursts (a queue), so exceedances are not independent; dividing the
-    evidence by this factor keeps the sequential test honest.
-    """
-    xs, ns = np.asarray(xs, float), np.asarray(ns, float)
-    if len(xs) < 3 or ns.sum() == 0:
-        return 2.0
-    q = xs.sum() / ns.sum()
-    if q <= 0 or q >= 1:
-        return 1.0
-    expected = ns * q * (1 - q)
-    return max(1.0, float(((xs - ns * q) ** 2).sum() / expected.sum()))
 
 
 @dataclass
@@ -144,6 +149,9 @@ class _Step:
     rate_rps: float
     final: bool
     mdur: float  # measured seconds
+    needed_s: float = 0.0  # measured time a pass needs (the relaxation rule)
+    extend: bool = False  # undecided at full length: go on rather than say unsure
+    last_look: bool = False  # a confirmation at twice its length: the point estimate decides
 
     @property
     def k(self) -> int:
@@ -155,6 +163,7 @@ class _Sustain:
     ratio: float  # completed / scheduled
     real_deficit: bool  # the shortfall is beyond the backlog's own noise
     problem: str | None  # why the step is not sustainable, or None
+    drift: str | None = None  # not steady yet: blocks a pass, fails nothing by itself
 
 
 @dataclass
@@ -165,35 +174,47 @@ class _SloTerms:
     undecided: list = field(default_factory=list)
     whys: list = field(default_factory=list)
     margin: float = -3.0
+    margin_se: float | None = None
     starved: int = 0  # undecided terms only for want of samples
+    failed_tails: list = field(default_factory=list)  # (bound, observed ms) of failed tails
+    tau: float = 1.0  # the slowest autocorrelation time of the tail series, in intervals
 
-    def widen(self, term: Term) -> None:
-        if term.margin is not None:
-            self.margin = max(self.margin, term.margin)
+    def widen(self, term: Term, se: float | None = None) -> None:
+        if term.margin is not None and term.margin >= self.margin:
+            self.margin = term.margin
+            self.margin_se = se
 
 
 class StepJudge:
     def __init__(self, slo: Slo, interval_s: float, settle: int, step_s: float,
-                 max_step_s: float, max_schedule_lag_p99_ms: float):
+                 max_step_s: float, max_schedule_lag_p99_ms: float, workers: int = 1,
+                 batch_window_ms: float = 0.0):
         self.slo = slo
         self.interval_s = interval_s
         self.settle = settle
         self.step_s = step_s
         self.max_step_s = max(max_step_s, step_s)
-        # Client lateness adds to every latency-like figure, so it only spoils a verdict when
-        # it is large next to the SLO: the bound is the larger of the client_ok bound and 10%
-        # of the tightest percentile bound.
+        self.workers = max(1, workers)
         self.tails = slo.tail_bounds()
         tightest_ms = min((b.bound_ms for b in self.tails), default=0.0)
-        self.lag_bound_ns = int(max(max_schedule_lag_p99_ms, 0.1 * tightest_ms) * 1e6)
+        # Lateness adds to latency one for one: it matters next to the tightest latency
+        # bound, plus whatever a batch window delays slots by on purpose. Without a latency
+        # bound it changes no latency verdict, and the client_ok bound (which includes the
+        # batch window) only flags the client's bad intervals.
+        self.lag_bound_ns = int((_LAG_SHARE * tightest_ms + batch_window_ms if self.tails
+                                 else max_schedule_lag_p99_ms) * 1e6)
         self._hist_names = tuple(dict.fromkeys(b.hist_name for b in self.tails)) or ("latency",)
         self._figs = _IntervalFigures()
+        self._full_length = False
 
     def judge(self, intervals: list[IntervalSnapshot], rate_rps: float,
-              final: bool = False, full_length: bool = False) -> Verdict | None:
+              final: bool = False, full_length: bool = False,
+              saturation_rps: float | None = None) -> Verdict | None:
         """The step's verdict, or None while it should go on.
 
-        full_length: no verdict before max_step_s (a confirmation step).
+        full_length: no verdict before max_step_s (a confirmation step). saturation_rps: the
+        server's throughput when overloaded, if a step has seen it: the utilisation it implies
+        sets how long a step near capacity must run (docs/search.md, "Steady state").
         """
         self._figs.keep_only(intervals)
         guarded = self._gpu_guard(intervals)
@@ -206,18 +227,30 @@ class StepJudge:
         step.final = final or self._at_full_length(step)
         if full_length and not step.final:
             return None
-        late = [i for i, s in enumerate(measured) if self._figs.lag_p99_ns(s) > self.lag_bound_ns]
-        if len(late) > max(1, step.k // 10):
-            return Verdict("invalid", f"client fell behind its schedule in {len(late)} of "
-                           f"{step.k} intervals (schedule lag p99 over bound)", 0.0, measured)
-        spikes = self._spikes(measured)
-        excused = spikes + [i for i in late if i not in spikes]
-        pool = [s for i, s in enumerate(measured) if i not in excused] or measured
-        sustain = self._sustainability(step)
+        # A confirmation decides what is reported: undecided at its length, it runs up to
+        # twice as long before it is called unsure (more samples, a tighter estimate).
+        step.extend = full_length and not final and step.mdur < 2 * self.max_step_s - 1e-9
+        step.last_look = full_length and not step.extend
+        self._full_length = full_length
+        hiccups = [i for i, s in enumerate(measured) if self._client_hiccup(s)]
+        if len(hiccups) * 2 > step.k:
+            return self._mostly_late(step, hiccups, saturation_rps)
+        clean = [s for i, s in enumerate(measured) if i not in hiccups]
+        if not clean:
+            return None  # nothing but the client's hiccup yet: no word on the server
+        spike_ids = {id(s) for s in self._spikes_of(clean)}
+        spikes = [i for i, s in enumerate(measured) if id(s) in spike_ids]
+        excused = sorted(set(spikes) | set(hiccups))
+        pool = [s for i, s in enumerate(measured) if i not in excused] or clean
+        sustain = self._sustainability(step, pool)
         terms = self._slo_terms(step, pool)
-        # A late interval is left out like a spike but is the client's doing, not the server's.
-        n_spikes = len([i for i in spikes if i not in late])
-        return self._decide(step, sustain, terms, excused, n_spikes, pool)
+        step.needed_s = self._needed_s(step, pool, terms, saturation_rps)
+        v = self._decide(step, sustain, terms, spikes, len(spikes), pool)
+        if v is not None:
+            v.hiccups = len(hiccups)
+            if hiccups:
+                v.why += f"; {len(hiccups)} interval(s) of client lag left out"
+        return v
 
     # -- 0. the GPU guard -------------------------------------------------------------------
     def _gpu_guard(self, intervals: list[IntervalSnapshot]) -> Verdict | None:
@@ -239,9 +272,47 @@ class StepJudge:
         return (step.mdur >= self.max_step_s - 1e-9 and enough) or (
             step.mdur >= 3 * self.max_step_s - 1e-9)
 
+    # -- 1. the client -----------------------------------------------------------------------
+    def _client_hiccup(self, s: IntervalSnapshot) -> bool:
+        """The client, not the server, was late in this interval: its schedule lag is large
+        next to the SLO, or its processes used (nearly) all their CPU."""
+        if self._figs.lag_p99_ns(s) > self.lag_bound_ns:
+            return True
+        return s.dur_s > 0 and s.cpu_s / s.dur_s >= _CPU_SATURATED * self.workers
+
+    def _mostly_late(self, step: _Step, hiccups: list[int],
+                     saturation_rps: float | None) -> Verdict | None:
+        """Most intervals had client lag. The verdict stands where lateness cannot have made
+        it: a pass (lateness only adds latency) on a schedule the client did issue, or a fail
+        whose excess over the bound is larger than the lag. Otherwise the step is invalid."""
+        measured = step.measured
+        sustain = self._sustainability(step, measured)
+        terms = self._slo_terms(step, measured)
+        step.needed_s = self._needed_s(step, measured, terms, saturation_rps)
+        v = self._decide(step, sustain, terms, [], 0, measured)
+        late = (f"client fell behind its schedule in {len(hiccups)} of {step.k} intervals "
+                f"(schedule lag p99 over {self.lag_bound_ns / 1e6:.3g} ms, or its CPU "
+                "saturated)")
+        if v is None:
+            return Verdict("invalid", late, 0.0, measured) if step.final else None
+        v.hiccups = len(hiccups)
+        expected = step.rate_rps * step.mdur
+        issued = sum(s.scheduled for s in measured) >= expected - 3 * math.sqrt(expected) - 2
+        lag_ms = max(self._figs.lag_p99_ns(s) for s in measured) / 1e6
+        if v.verdict == "pass" and issued:
+            v.why += f"; despite client lag ({len(hiccups)} of {step.k} intervals)"
+            return v
+        if v.verdict == "fail" and terms.failed_tails and issued and all(
+                value - lag_ms > b.bound_ms for b, value in terms.failed_tails):
+            v.why += f"; the excess is beyond the client's lag ({lag_ms:.3g} ms)"
+            return v
+        v2 = Verdict("invalid", late, 0.0, measured)
+        v2.hiccups = len(hiccups)
+        return v2
+
     # -- 2. spikes: isolated bad intervals that recover, tail only ----------------------------
-    def _spikes(self, measured: list[IntervalSnapshot]) -> list[int]:
-        """Positions of the measured intervals excused as spikes."""
+    def _spikes_of(self, measured: list[IntervalSnapshot]) -> list[IntervalSnapshot]:
+        """The intervals excused as spikes (the client's hiccups already left out)."""
         k = len(measured)
         p50s = np.array([self._figs.p50_ns(s) for s in measured], dtype=np.float64)
         typical_p50 = float(np.median(p50s)) if k else 0.0
@@ -249,7 +320,7 @@ class StepJudge:
         # twice the usual length, so a second episode (congestion recurs, a GC pause does not)
         # has time to show.
         budget = 1 + k // 30 if k >= 5 else 0
-        excused: list[int] = []
+        excused: list[IntervalSnapshot] = []
         for i in range(k):
             if len(excused) >= budget:
                 break
@@ -260,9 +331,9 @@ class StepJudge:
             clean_before = i == 0 or self._interval_clean(measured[i - 1])
             tail_only = p50s[i] <= 1.5 * typical_p50 + 1e5
             if self._interval_bad(measured[i]) and clean_after and clean_before and tail_only:
-                excused.append(i)
-        if excused and not self._comfortable([s for i, s in enumerate(measured)
-                                              if i not in excused], 0.2):
+                excused.append(measured[i])
+        ids = {id(s) for s in excused}
+        if excused and not self._comfortable([s for s in measured if id(s) not in ids], 0.2):
             return []
         return excused
 
@@ -283,8 +354,8 @@ class StepJudge:
                    <= share * b.tail * sum(_total(s, b.hist_name) for s in intervals)
                    for b in self.tails)
 
-    # -- 3. sustainability over every measured interval --------------------------------------
-    def _sustainability(self, step: _Step) -> _Sustain:
+    # -- 3. sustainability and steady state ------------------------------------------------
+    def _sustainability(self, step: _Step, pool: list[IntervalSnapshot]) -> _Sustain:
         measured, k = step.measured, step.k
         scheduled = sum(s.scheduled for s in measured)
         completed = sum(s.completed for s in measured)
@@ -294,12 +365,12 @@ class StepJudge:
         # At low rates a single request in flight at the cut moves the ratio by percents:
         # a shortfall counts only beyond what the backlog's own noise explains.
         deficit = scheduled - completed
-        real_deficit = deficit > 3 * math.sqrt(np.mean([s.inflight for s in measured]) + 1) + 2
+        noise = 3 * math.sqrt(np.mean([s.inflight for s in measured]) + 1) + 2
+        real_deficit = deficit > noise
         q = [s.inflight for s in measured]
         arrivals_per_interval = max(step.rate_rps * self.interval_s, 1.0)
-        growth = _theil_sen(q) / arrivals_per_interval if k >= 3 else 0.0
-        backlog_up = (k >= 3 and growth > 0.01
-                      and q[-1] - q[0] > 3 * math.sqrt(np.mean(q) + 1) + 2)
+        growth = theil_sen(q) / arrivals_per_interval if k >= 3 else 0.0
+        backlog_up = k >= 3 and growth > 0.01 and q[-1] - q[0] > noise
         p50s = np.array([self._figs.p50_ns(s) for s in measured], dtype=np.float64)
         half = k // 2
         p50_rising = (k >= 4 and np.median(p50s[half:]) > 1.25 * np.median(p50s[:half]) + 1e5
@@ -311,7 +382,38 @@ class StepJudge:
             problem = f"in-flight growing by {growth:.1%} of arrivals per interval"
         elif p50_rising:
             problem = "median latency rising within the step"
-        return _Sustain(ratio, real_deficit, problem)
+        return _Sustain(ratio, real_deficit, problem, self._drift(q, noise, pool))
+
+    def _drift(self, inflight: list, noise: float, pool: list[IntervalSnapshot]) -> str | None:
+        """An upward trend over the step's intervals: the queue has not settled yet, so what
+        the step measured is not its steady state, whatever its percentile says."""
+        if drifting_up(inflight, noise):
+            return "in-flight drifting up"
+        p50s = [self._figs.p50_ns(s) for s in pool]
+        if p50s and drifting_up(p50s, 0.25 * float(np.median(p50s)) + 1e5):
+            return "median latency drifting up"
+        for b in self.tails:
+            fr = [self._figs.exceed(s, b.hist_name, b.bound_ns) / max(_total(s, b.hist_name), 1)
+                  for s in pool]
+            if drifting_up(fr, 2 * b.tail):
+                return f"{b.name} exceedances drifting up"
+        return None
+
+    def _needed_s(self, step: _Step, pool: list, terms: _SloTerms,
+                  saturation_rps: float | None) -> float:
+        """Measured time before a pass: step_s, or more near capacity, where the queue relaxes
+        slowly and a short window reads a heavy tail low. Capped at max_step_s."""
+        need = self.step_s
+        if saturation_rps:
+            lat = Hist.empty()
+            for s in pool:
+                lat.add(s.latency)
+            mean_s = lat.mean_ns() / 1e9 if lat.total else 0.0
+            need = max(need, _RELAX_SPAN * relaxation_s(mean_s, step.rate_rps / saturation_rps))
+        need = max(need, _TAU_SPAN * terms.tau * self.interval_s)
+        # Past max_step_s the queue is too slow for any short look: no early pass at all,
+        # and a confirmation runs to twice its length.
+        return need if need < self.max_step_s else float("inf")
 
     # -- 4. the SLO terms ------------------------------------------------------------------------
     def _slo_terms(self, step: _Step, pool: list[IntervalSnapshot]) -> _SloTerms:
@@ -328,32 +430,46 @@ class StepJudge:
 
     def _tail_term(self, b: TailBound, term: Term, stats: Pool, step: _Step,
                    pool: list, out: _SloTerms) -> None:
-        """A percentile: Wald's SPRT on the exceedance count, corrected for bursts."""
+        """A percentile: a one-sided 95% bound on the exceedance fraction, its error taken
+        over intervals (autocorrelation-aware), not over requests."""
         lat = stats.hist(b.hist_name)
         n, tail, bound_ns = lat.total, b.tail, b.bound_ns
         xs = [self._figs.exceed(s, b.hist_name, bound_ns) for s in pool]
+        ns = [_total(s, b.hist_name) for s in pool]
         x = sum(xs)
-        out.widen(term)
-        llr = _llr(x, n, tail * _LOW, min(tail * _HIGH, 0.999)) / _dispersion(
-            xs, [_total(s, b.hist_name) for s in pool])
+        fracs = [xi / ni for xi, ni in zip(xs, ns, strict=True) if ni]
+        logs = [math.log(max(self._figs.pct_ns(s, b.hist_name, b.percentile), 1))
+                for s, ni in zip(pool, ns, strict=True) if ni]
+        tau = max(autocorr_time(fracs), autocorr_time(logs))
+        out.tau = max(out.tau, tau)
+        p, se = tail_fraction(xs, ns, tail, tau)
+        margin_se = (float(np.std(logs, ddof=1)) * math.sqrt(tau / len(logs))
+                     if len(logs) >= 3 else None)
+        out.widen(term, margin_se)
         desc = term.versus
         point = f"{desc} (by the point estimate after {step.mdur:.0f} s)"
+        enough = n >= _MIN_TAIL_SAMPLES / tail
         # Near capacity slow requests come in bursts that can fill a whole interval, so
         # "far over" needs either several intervals or a median over the bound too.
         p50_ns = lat.values_at((50.0,))[0] if n else 0
         if n and x >= 30 and ((step.k >= 5 and x / n > 3 * tail)
                               or (x / n > 10 * tail and p50_ns > bound_ns)):
             out.fails.append(f"{desc} (far over)")
-        elif llr >= _SPRT_A and step.k >= 3:
+            out.failed_tails.append((b, term.value))
+        elif p - Z_ONE_SIDED * se >= tail and step.k >= 3:
             out.fails.append(desc)
-        elif llr <= -_SPRT_A and n >= _MIN_TAIL_SAMPLES / tail:
+            out.failed_tails.append((b, term.value))
+        elif enough and p + Z_ONE_SIDED * se <= tail:
             out.whys.append(desc)
-        elif step.final and n >= _MIN_TAIL_SAMPLES / tail and x <= _FINAL_PASS * tail * n:
+        elif step.final and enough and (p + se <= tail or (
+                (step.last_look or not self._full_length) and p <= _FINAL_PASS * tail)):
             out.whys.append(point)
-        elif step.final and n >= _MIN_TAIL_SAMPLES / tail and x >= _FINAL_FAIL * tail * n:
+        elif step.final and enough and p >= _FINAL_FAIL * tail and (
+                not step.extend or p - se >= tail):
             out.fails.append(point)
+            out.failed_tails.append((b, term.value))
         else:
-            if n < _MIN_TAIL_SAMPLES / tail:
+            if not enough:
                 out.starved += 1
                 desc += f", {n} samples of {math.ceil(_MIN_TAIL_SAMPLES / tail)} needed"
             out.undecided.append(desc)
@@ -399,28 +515,62 @@ class StepJudge:
                 spikes: int, pool: list[IntervalSnapshot]) -> Verdict | None:
         measured, k, margin = step.measured, step.k, terms.margin
         note = f"; {spikes} spike interval(s) excused" if spikes else ""
+
+        def verdict(name, why, m, **kw):
+            return Verdict(name, why, m, measured, spikes, margin_se=terms.margin_se, **kw)
+
         if terms.fails:
-            return Verdict("fail", "; ".join(terms.fails) + note, max(margin, 0.05), measured,
-                           spikes, decisive=any("far over" in f for f in terms.fails))
+            return verdict("fail", "; ".join(terms.fails) + note, max(margin, 0.05),
+                           decisive=any("far over" in f for f in terms.fails))
         if sustain.ratio < 0.9 and sustain.real_deficit and k >= 2:
-            return Verdict("fail", f"queue growing fast: achieved {sustain.ratio:.1%} of offered",
-                           max(margin, 0.05), measured, spikes, decisive=True)
+            return verdict("fail", f"queue growing fast: achieved {sustain.ratio:.1%} of offered",
+                           max(margin, 0.05), decisive=True)
         if sustain.problem and (step.mdur >= self.step_s - 1e-9 or step.final or (
                 sustain.ratio < 0.97 and sustain.real_deficit)):
-            return Verdict("fail", f"not sustainable: {sustain.problem}", max(margin, 0.05),
-                           measured, spikes, decisive=True)
-        all_pass = not terms.undecided and not sustain.problem
+            return verdict("fail", f"not sustainable: {sustain.problem}", max(margin, 0.05),
+                           decisive=True)
+        all_pass = not terms.undecided and not sustain.problem and not sustain.drift
         # An early pass needs a wide margin: near capacity a few calm seconds prove little.
-        comfortable = not excused and margin <= _EARLY_PASS_MARGIN and self._comfortable(pool, 0.5)
-        needed_s = 2 * self.step_s if excused and spikes else self.step_s
-        if all_pass and (step.mdur >= needed_s - 1e-9
-                         or (k >= 3 and comfortable and step.mdur >= self.step_s / 2)):
-            return Verdict("pass", "; ".join(terms.whys) + note, min(margin, -0.01), measured,
-                           spikes)
+        comfortable = (not excused and margin <= _EARLY_PASS_MARGIN
+                       and self._comfortable(pool, 0.5))
+        needed_s = min(2 * step.needed_s if excused and spikes else step.needed_s,
+                       self.max_step_s)
+        if all_pass and self._full_length and step.extend and step.needed_s == float("inf"):
+            return None  # near saturation a confirmation takes its longest look
+        if all_pass and (step.mdur >= needed_s - 1e-9 or (
+                k >= 3 and comfortable and step.mdur >= max(self.step_s, step.needed_s) / 2)):
+            return verdict("pass", "; ".join(terms.whys) + note, min(margin, -0.01))
+        if step.final and step.extend:
+            return None
         if step.final:
-            why = "; ".join(terms.undecided or [sustain.problem or "undecided"])
-            starved = (terms.starved == len(terms.undecided) and not sustain.problem
-                       and margin < 0)
-            return Verdict("unsure", f"undecided after {step.mdur:.0f} s: {why}", margin,
-                           measured, spikes, starved)
+            why = "; ".join(terms.undecided or [sustain.problem or sustain.drift
+                                                or "not steady"])
+            starved = (terms.starved == len(terms.undecided) and bool(terms.undecided)
+                       and not sustain.problem and margin < 0)
+            return verdict("unsure", f"undecided after {step.mdur:.0f} s: {why}", margin,
+                           starved=starved)
+        return None
+
+    # -- overload while holding a rate ---------------------------------------------------------
+    def overloaded(self, intervals: list[IntervalSnapshot]) -> tuple[str, float] | None:
+        """(why, achieved rps) when the last two intervals show overload: completions fall
+        behind arrivals beyond the backlog's noise, or the median is over a latency bound and
+        rising, with in-flight rising either way. That is the server, not its warm-up (a
+        warming server keeps up, only slower) and not the client (its lag is not in it)."""
+        if len(intervals) < 2:
+            return None
+        last = intervals[-2:]
+        sched = sum(s.scheduled for s in last)
+        done = sum(s.completed for s in last)
+        q = [s.inflight for s in intervals]
+        noise = 3 * math.sqrt(np.mean(q) + 1) + 2
+        if q[-1] <= q[-2] or q[-1] - q[0] <= noise:
+            return None
+        dur = sum(s.dur_s for s in last) or 1.0
+        if sched and done / sched < 0.9 and sched - done > noise:
+            return f"overloaded: achieved {done / sched:.0%} of offered", done / dur
+        p50s = [self._figs.p50_ns(s) for s in last]
+        if self.tails and p50s[1] >= p50s[0] and all(
+                p > min(b.bound_ns for b in self.tails) for b in self.tails for p in p50s):
+            return "overloaded: median latency over the bound and rising", done / dur
         return None

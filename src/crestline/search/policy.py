@@ -57,7 +57,10 @@ class SearchConfig:
     max_warmup_s: float = 120.0
     interval_s: float = 1.0
     grow_max: float = 2.0           # largest multiplicative step while bracketing
-    max_schedule_lag_p99_ms: float = 1.0
+    max_schedule_lag_p99_ms: float = 1.0  # flags late intervals only when no latency bound
+    arrival: str = "poisson"        # the arrival process the capacity holds for (reported)
+    workers: int = 1                # client processes: a saturated client's CPU is this many s/s
+    batch_window_ms: float = 0.0    # slots delayed on purpose: schedule lag tolerated on top
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "slo"}
@@ -120,7 +123,8 @@ class SearchPolicy:
         self.cfg = config
         self.judge = StepJudge(config.slo, config.interval_s, config.settle_intervals,
                                config.step_s, config.max_step_s,
-                               config.max_schedule_lag_p99_ms)
+                               config.max_schedule_lag_p99_ms, config.workers,
+                               config.batch_window_ms)
         self.steps: list[Step] = []
         self.warmup_series: list[IntervalSnapshot] = []
         self.warmup_s: float | None = None
@@ -139,6 +143,11 @@ class SearchPolicy:
         self._faster_run = 0
         self._retry: float | None = None
         self._phase = "warmup"
+        # The rate held for warm-up: the start rate, or lower after an overloaded start.
+        self._hold_rps = config.start_rate_rps
+        # Completions per second of a step that overloaded the server: its throughput. The
+        # utilisation it implies sets how long steps near capacity run (judge).
+        self.saturation_rps: float | None = None
 
     # -- protocol ------------------------------------------------------------------------------
     def start(self):
@@ -157,10 +166,13 @@ class SearchPolicy:
         _tag(snap, len(self.steps) - 1, step.rate_rps)
         if self._recheck_warmup(snap):
             return self._begin(step.rate_rps, "bracket")
+        sat = self._saturation()
         verdict = self.judge.judge(step.intervals, step.rate_rps,
-                                   full_length=step.phase in ("confirm", "retest"))
+                                   full_length=step.phase in ("confirm", "retest"),
+                                   saturation_rps=sat)
         if verdict is None and self.elapsed_s >= self.cfg.max_time_s:
-            verdict = self.judge.judge(step.intervals, step.rate_rps, final=True)
+            verdict = self.judge.judge(step.intervals, step.rate_rps, final=True,
+                                       saturation_rps=sat)
         if verdict is None:
             return Offer(step.rate_rps)
         step.verdict = verdict
@@ -169,19 +181,33 @@ class SearchPolicy:
     def on_drained(self, seconds: float = 0.0):
         self.drain_s += seconds
         self.elapsed_s += seconds
+        if self._phase == "warmup":
+            # Backing off from an overloaded start: hold the lower rate from an idle server,
+            # so that no warm-up verdict is taken from the overload's recovery.
+            if len(self.steps) >= self.cfg.max_steps:
+                return self._finish("step budget spent (--max-steps)", converged=False)
+            if self.elapsed_s >= self.cfg.max_time_s:
+                return self._finish("time budget spent (--max-time)", converged=False)
+            return Offer(self._hold_rps)
         return self._next_probe()
 
     # -- warm-up --------------------------------------------------------------------------------
     def _warmup_interval(self, snap: IntervalSnapshot):
-        _tag(snap, None, self.cfg.start_rate_rps, warmup=True)
+        rate = self._hold_rps
+        _tag(snap, None, rate, warmup=True)
         self.warmup_series.append(snap)
+        over = self.judge.overloaded(self.warmup_series)
+        if over is not None:
+            return self._overloaded_start(rate, *over)
         held_s = sum(s.dur_s for s in self.warmup_series)
         w = self.cfg.warmup
         if w != "auto":  # a fixed hold
             if held_s + 1e-9 >= float(w):
                 self.warmup_s = held_s
-                return self._begin(self.cfg.start_rate_rps, "bracket")
-            return Offer(self.cfg.start_rate_rps)
+                if self.steps:  # overloaded inside the hold: the server was declared cold
+                    self._discard_cold_overload()
+                return self._begin(rate, "bracket")
+            return Offer(rate)
         medians = [s.latency.values_at((50.0,))[0] if s.latency.total else np.nan
                    for s in self.warmup_series]
         d = is_warm(medians)
@@ -189,12 +215,20 @@ class SearchPolicy:
             # Steady from interval d: those intervals already measure the first rate warm.
             self.warmup_s = sum(s.dur_s for s in self.warmup_series[:d])
             self._baseline_p50_ns = float(np.nanmedian(medians[d:]))
+            if (d > 0 and self.steps
+                    and np.nanmedian(medians[:d]) > 1.25 * self._baseline_p50_ns):
+                # The held rate still warmed up (slower before d, not merely a queue filling
+                # from idle) after an overloaded start: that overload may have been the cold
+                # server's, so it is no evidence about the warm one.
+                self._discard_cold_overload()
+                self.warmup_s = self.elapsed_s - sum(s.dur_s for s in self.warmup_series[d:])
             self._phase = "bracket"
-            step = Step(self.cfg.start_rate_rps, "bracket", list(self.warmup_series[d:]))
+            step = Step(rate, "bracket", list(self.warmup_series[d:]))
             self.steps.append(step)
             for s in step.intervals:
                 _tag(s, len(self.steps) - 1, step.rate_rps)
-            verdict = self.judge.judge(step.intervals, step.rate_rps)
+            verdict = self.judge.judge(step.intervals, step.rate_rps,
+                                       saturation_rps=self.saturation_rps)
             if verdict is None:
                 return Offer(step.rate_rps)
             step.verdict = verdict
@@ -202,9 +236,35 @@ class SearchPolicy:
         if held_s >= min(self.cfg.max_warmup_s, self.cfg.max_time_s / 2):
             self.warmup_s = held_s
             self.warmup_note = (f"no steady state found in the first {held_s:.0f} s at "
-                                f"{self.cfg.start_rate_rps:g} rps; searching anyway")
-            return self._begin(self.cfg.start_rate_rps, "bracket")
-        return Offer(self.cfg.start_rate_rps)
+                                f"{rate:g} rps; searching anyway")
+            return self._begin(rate, "bracket")
+        return Offer(rate)
+
+    def _overloaded_start(self, rate: float, why: str, achieved_rps: float):
+        """The start rate is above capacity: that is a failed step, not warm-up. Record it,
+        drain, and hold a rate below what the server managed to complete."""
+        step = Step(rate, "bracket", list(self.warmup_series))
+        self.steps.append(step)
+        for s in step.intervals:
+            _tag(s, len(self.steps) - 1, rate)
+        step.verdict = Verdict("fail", why, 1.0, list(step.intervals), decisive=True)
+        self.warmup_series = []
+        self.hi, self.m_hi = rate, 1.0
+        self._moved.append("hi")
+        self.saturation_rps = max(self.saturation_rps or 0.0, achieved_rps)
+        self._hold_rps = max(1.0, min(rate / self.cfg.grow_max, 0.8 * achieved_rps))
+        return Drain()
+
+    def _discard_cold_overload(self) -> None:
+        """Set aside the failed steps of an overloaded start, taken while the server was
+        still warming up: the bracket and the throughput they gave are forgotten."""
+        for st in self.steps:
+            st.discarded = True
+            for snap in st.intervals:
+                snap.warmup = True
+        self.hi = self.m_hi = None
+        self.saturation_rps = None
+        self._moved = []
 
     def _recheck_warmup(self, snap: IntervalSnapshot) -> bool:
         """A slow plateau looks steady too. If the median latency later falls well below the
@@ -229,6 +289,7 @@ class SearchPolicy:
                 s.verdict = Verdict("unsure", "cut short: warm-up found", 0.0)
         self.lo = self.hi = self.m_lo = self.m_hi = None
         self.client_ceiling = None
+        self.saturation_rps = None
         self._moved = []
         return True
 
@@ -243,12 +304,15 @@ class SearchPolicy:
         rate = step.rate_rps
         if v.abort:
             return self._finish(f"stopped: {v.why}", converged=False)
-        if step.phase == "confirm" and v.verdict == "unsure":
-            # Neither side of the bound by more than the noise: the earlier pass stands.
+        self._note_saturation(step)
+        if step.phase == "confirm" and v.verdict == "unsure" and _inside(v):
+            # Neither side of the bound by more than the noise, the estimate inside it: the
+            # earlier pass stands.
             self._moved.append("lo")
             return self._next_probe()
-        if step.phase == "confirm" and v.verdict != "pass":
-            # The answer did not hold up: fall back to the best pass below it and go on.
+        if step.phase == "confirm" and v.verdict in ("fail", "unsure"):
+            # The answer did not hold up at full length (failed, or undecided with its
+            # estimate over the bound): fall back to the best pass below it and confirm there.
             below = [s.rate_rps for s in self.steps if not s.discarded
                      and s.verdict and s.verdict.verdict == "pass" and s.rate_rps < rate]
             self.hi, self.m_hi = rate, max(v.margin, 0.02)
@@ -398,11 +462,36 @@ class SearchPolicy:
         return v.verdict in ("fail", "unsure") and v.margin < math.log(1.2) and not v.decisive
 
     def _confirmed(self, rate: float) -> bool:
-        """Passed at this rate twice, or a confirmation step there did not fail."""
-        steps = [s for s in self.steps if s.rate_rps == rate and not s.discarded and s.verdict]
-        passes = [s for s in steps if s.verdict.verdict == "pass"]
-        return len(passes) >= 2 or any(
-            s.phase == "confirm" and s.verdict.verdict in ("pass", "unsure") for s in steps)
+        """A full-length step (confirm, or a retest) passed at this rate, or a confirmation
+        there ended unsure with its estimate inside the bound (the pass before it stands)."""
+        return rate in self.confirmed_rates() or any(
+            s.rate_rps == rate and not s.discarded and s.phase == "confirm" and s.verdict
+            and s.verdict.verdict == "unsure" and _inside(s.verdict) for s in self.steps)
+
+    def confirmed_rates(self) -> list[float]:
+        """Rates at which a confirmation (a full-length step at lo) passed, not discarded. A
+        retest that passed is not one: the same rate failed once before it."""
+        return [s.rate_rps for s in self.steps if not s.discarded and s.verdict
+                and s.phase == "confirm" and s.verdict.verdict == "pass"]
+
+    def _saturation(self) -> float | None:
+        """The server's throughput as far as known: measured in an overloaded step, else
+        the lowest rate that failed decisively (far over: the queue was near saturation)."""
+        if self.saturation_rps:
+            return self.saturation_rps
+        far = [s.rate_rps for s in self.steps if not s.discarded and s.verdict
+               and s.verdict.verdict == "fail" and s.verdict.decisive]
+        return min(far) if far else None
+
+    def _note_saturation(self, step: Step) -> None:
+        """A step whose completions fell well behind its arrivals ran the server flat out:
+        its achieved rate is the server's throughput."""
+        measured = step.verdict.measured
+        sched = sum(s.scheduled for s in measured)
+        done = sum(s.completed for s in measured)
+        dur = sum(s.dur_s for s in measured)
+        if sched and dur and done / sched < 0.97 and step.verdict.verdict == "fail":
+            self.saturation_rps = max(self.saturation_rps or 0.0, done / dur)
 
     def _estimate_stable(self) -> bool:
         refine = [s for s in self.steps
@@ -426,10 +515,41 @@ class SearchPolicy:
         return Done()
 
     # -- result ---------------------------------------------------------------------------------
+    def capacity(self) -> float | None:
+        """The reported capacity: lo once converged (confirmed by then); when a budget ran
+        out first, the highest rate a full-length step confirmed, or None."""
+        if self.converged or not _BUDGET_REASONS.intersection([self.done_reason]):
+            return self.lo
+        confirmed = self.confirmed_rates()
+        return max(confirmed) if confirmed else None
+
+    def capacity_ci(self, cap: float | None) -> list | None:
+        """[low, high] (rps), about 95%, for where the SLO's boundary lies (docs/search.md).
+
+        The secant through the confirming step's margin at cap and the smoothed margin at hi
+        gives the crossing rate and the margin's slope; the confirming step's margin error,
+        taken over its intervals, turns into rps through that slope (1.96 standard errors).
+        The high end never exceeds hi, a rate that failed; the low end never exceeds cap.
+        """
+        if cap is None:
+            return None
+        conf = [s for s in self.steps if s.rate_rps == cap and not s.discarded and s.verdict
+                and s.verdict.verdict == "pass"]
+        v = conf[-1].verdict if conf else None
+        hi, m_hi = self.hi, self.m_hi
+        if v is None or hi is None or m_hi is None or hi <= cap or m_hi <= v.margin:
+            return [cap, hi]
+        slope = (m_hi - v.margin) / (hi - cap)  # margin per rps
+        cross = cap - v.margin / slope
+        half = 1.96 * (v.margin_se or 0.0) / slope
+        return [max(0.0, min(cap, cross - half)), max(cap, min(hi, cross + half))]
+
     def result(self) -> dict:
         """The search's outcome: the `--out` JSON contract (docs/search.md)."""
+        cap = self.capacity()
         return search_result(
-            capacity_rps=self.lo, converged=self.converged,
+            capacity_rps=cap, capacity_ci_rps=self.capacity_ci(cap),
+            arrival=self.cfg.arrival, converged=self.converged,
             reason=self.done_reason or "not finished", slo=self.cfg.slo.to_dict(),
             bracket=[self.lo, self.hi], warmup_s=self.warmup_s, warmup_note=self.warmup_note,
             load_s=self.elapsed_s, drain_s=self.drain_s,
@@ -437,10 +557,18 @@ class SearchPolicy:
             steps=[s.to_dict() for s in self.steps if s.verdict is not None])
 
 
+_BUDGET_REASONS = {"step budget spent (--max-steps)", "time budget spent (--max-time)"}
+
+
 def _tag(snap: IntervalSnapshot, step: int | None, rate_rps: float, warmup: bool = False):
     """The search fields of a snapshot, set here only: the policy alone knows which step an
     interval belongs to, at which rate, and whether it was warm-up."""
     snap.step, snap.rate_rps, snap.warmup = step, rate_rps, warmup
+
+
+def _inside(v: Verdict) -> bool:
+    """Every SLO term's point estimate is inside its bound (the worst margin is not above 0)."""
+    return v.margin <= 0.0
 
 
 def _ewma(old: float | None, new: float, alpha: float = 0.5) -> float:

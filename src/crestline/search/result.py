@@ -30,14 +30,19 @@ def capacity_step(steps: list[dict], capacity_rps: float | None) -> int | None:
 def search_result(*, capacity_rps: float | None, converged: bool, reason: str, slo: dict,
                   bracket: list, warmup_s: float | None, warmup_note: str, load_s: float,
                   drain_s: float | None, client_ceiling_rps: float | None, config: dict,
-                  steps: list[dict]) -> dict:
+                  steps: list[dict], capacity_ci_rps: list | None = None,
+                  arrival: str | None = None) -> dict:
     """A search's outcome: the `--out` JSON contract's search keys (docs/search.md), before
     the driver adds where and when it ran (url, spec, intervals, ...). Rates in rps, times in
-    load-seconds. capacity_gpu is the capacity step's GPU picture."""
+    load-seconds. capacity_gpu is the capacity step's GPU picture; capacity_ci_rps the
+    interval [low, high] around it (None when unknown); arrival the arrival process the
+    capacity holds for."""
     cap_i = capacity_step(steps, capacity_rps)
     return {
         "kind": "search",
         "capacity_rps": capacity_rps,
+        "capacity_ci_rps": capacity_ci_rps,
+        "arrival": arrival,
         "converged": converged,
         "reason": reason,
         "slo": slo,

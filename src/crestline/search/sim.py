@@ -119,7 +119,7 @@ class _Queue:
         fin = [0.0] * len(arr)
         replace_min = heapq.heapreplace
         i = 0
-        for a, x in zip(arr, svc):
+        for a, x in zip(arr, svc, strict=True):
             f0 = free[0]
             f = (a if a > f0 else f0) + x
             replace_min(free, f)
@@ -290,7 +290,8 @@ class SimEngine:
         latency = Hist.from_values(lat_ns)
         zeros = Hist.empty()  # the ideal client: no send lag, no schedule lag
         if lat_ns.size:
-            zeros.counts[0], zeros.total, zeros.min_ns, zeros.max_ns = lat_ns.size, lat_ns.size, 0, 0
+            zeros.counts[0], zeros.total = lat_ns.size, lat_ns.size
+            zeros.min_ns, zeros.max_ns = 0, 0
         snap = IntervalSnapshot(
             index=self._index, t_s=t1, dur_s=dur_s, scheduled=int(arr.size), sent=int(arr.size),
             completed=int(lat_ns.size), ok=int(lat_ns.size) - n_rej, shed=0, by_error=by_error,

@@ -40,7 +40,7 @@ Every server and every crestline process runs in its own process group under `ti
 is killed at the end, on error, on Ctrl-C and on SIGTERM.
 
 Run (on an otherwise idle machine):
-  .venv/bin/python bench/verdict_bench.py                       # ~2 h 10 min, all targets
+  .venv/bin/python bench/verdict_bench.py                       # ~2.5 h (up to ~3 h), all targets
   .venv/bin/python bench/verdict_bench.py --quick --targets cpu # smoke: ~3 min a target
 """
 

@@ -88,3 +88,30 @@ def test_one_builder_owns_the_search_result_shape():
     assert set(r) <= set(rebuilt)
     assert r["converged"] and rebuilt["capacity_rps"] == r["capacity_rps"]
     assert rebuilt["capacity_gpu"] is None and rebuilt["interrupted"] is True
+
+
+def test_summary_gives_the_interval_and_the_arrival_and_reads_old_results():
+    from crestline.report.live import search_summary
+
+    r = {"capacity_rps": 1069.4, "capacity_ci_rps": [1050.2, 1087.0], "arrival": "poisson",
+         "bracket": [1069.4, 1087.0], "slo": {"p99": "50ms"}, "converged": True,
+         "reason": "bracket within 2%", "steps": [{}] * 12, "load_s": 83.0, "warmup_s": 0.0}
+    lines = search_summary(r).splitlines()
+    assert lines[1] == "capacity 1,069 rps (95% CI 1,050..1,087) at p99 <= 50ms, poisson arrivals"
+    assert lines[2].startswith("converged: bracket within 2% (bracket 1,069 .. 1,087 rps); 12")
+    old = {k: v for k, v in r.items() if k not in ("capacity_ci_rps", "arrival")}
+    assert search_summary(old).splitlines()[1] == (
+        "capacity 1,069 rps at p99 <= 50ms (bracket 1,069 .. 1,087 rps)")
+    # a budget spent before any confirmation: no capacity, but say what passed
+    cut = r | {"capacity_rps": None, "capacity_ci_rps": None, "converged": False,
+               "reason": "step budget spent (--max-steps)"}
+    assert search_summary(cut).splitlines()[1] == (
+        "no confirmed capacity at p99 <= 50ms, poisson arrivals: step budget spent "
+        "(--max-steps) (highest pass 1,069 rps, not confirmed)")
+
+
+def test_the_result_says_its_arrival_and_an_interval_around_capacity():
+    policy, r = search(SimEngine(SimServer(servers=4, service_ms=2), seed=0), warmup="none")
+    assert r["arrival"] == "poisson" and r["config"]["arrival"] == "poisson"
+    lo, hi = r["capacity_ci_rps"]
+    assert lo <= r["capacity_rps"] <= hi <= r["bracket"][1]

@@ -181,23 +181,39 @@ def search_step_line(number: int, step: dict, policy) -> str:
 
 
 def search_summary(result: dict) -> str:
+    """The end-of-search lines: the capacity with its interval and arrival process, then how
+    the search ended. Results written before `capacity_ci_rps` and `arrival` existed show the
+    capacity with its bracket instead."""
     cap = result["capacity_rps"]
     lo, hi = result["bracket"]
     slo = slo_text(result["slo"])
+    ci = result.get("capacity_ci_rps") or [None, None]
+    arrival = f", {result['arrival']} arrivals" if result.get("arrival") else ""
+    bracket = f"bracket {lo:,.0f} .. {hi:,.0f} rps" if lo and hi else ""
     lines = [""]
-    if cap is None:
+    if cap is None and lo:
+        lines.append(f"no confirmed capacity at {slo}{arrival}: {result['reason']} (highest "
+                     f"pass {lo:,.0f} rps, not confirmed)")
+    elif cap is None:
         lines.append(f"no rate met {slo}: {result['reason']}")
     else:
-        width = f" (bracket {lo:,.0f} .. {hi:,.0f} rps)" if hi else ""
-        lines.append(f"capacity {cap:,.0f} rps at {slo}{width}")
+        if "capacity_ci_rps" not in result:
+            lines.append(f"capacity {cap:,.0f} rps at {slo}"
+                         + (f" ({bracket})" if bracket else ""))
+        else:
+            interval = (f" (95% CI {ci[0]:,.0f}..{ci[1]:,.0f})"
+                        if ci[0] is not None and ci[1] is not None else "")
+            lines.append(f"capacity {cap:,.0f} rps{interval} at {slo}{arrival}")
         gpu = result.get("capacity_gpu")
         if gpu and gpu.get("util_pct") is not None:
             eff = (f", {gpu['power_w']:.0f} W: {gpu['rps_per_w']:.3g} rps/W"
                    if gpu.get("rps_per_w") else "")
             lines.append(f"at capacity: {gpu['gpus']} GPU(s) {gpu['util_pct']:.0f}% busy"
                          f"{eff}, {gpu['rps_per_gpu']:,.0f} rps per GPU")
+    ended = result["reason"] + (f" ({bracket})" if bracket and "capacity_ci_rps" in result
+                                else "")
     lines.append(f"{'converged' if result['converged'] else 'NOT converged'}: "
-                 f"{result['reason']}; {len(result['steps'])} steps, "
+                 f"{ended}; {len(result['steps'])} steps, "
                  f"{result['load_s']:.0f} s of load; " + (
                      "warm-up not finished" if result["warmup_s"] is None
                      else f"warm-up {result['warmup_s']:.0f} s"))

@@ -150,6 +150,7 @@ class _Step:
     final: bool
     mdur: float  # measured seconds
     needed_s: float = 0.0  # measured time a pass needs (the relaxation rule)
+    full_length: bool = False  # a confirmation or retest: no verdict before max_step_s
     extend: bool = False  # undecided at full length: go on rather than say unsure
     last_look: bool = False  # a confirmation at twice its length: the point estimate decides
 
@@ -205,7 +206,6 @@ class StepJudge:
                                  else max_schedule_lag_p99_ms) * 1e6)
         self._hist_names = tuple(dict.fromkeys(b.hist_name for b in self.tails)) or ("latency",)
         self._figs = _IntervalFigures()
-        self._full_length = False
 
     def judge(self, intervals: list[IntervalSnapshot], rate_rps: float,
               final: bool = False, full_length: bool = False,
@@ -223,7 +223,8 @@ class StepJudge:
         measured = intervals[self.settle:]
         if not measured:
             return Verdict("unsure", "stopped before any measured interval", 0.0) if final else None
-        step = _Step(measured, rate_rps, final, sum(s.dur_s for s in measured))
+        step = _Step(measured, rate_rps, final, sum(s.dur_s for s in measured),
+                     full_length=full_length)
         step.final = final or self._at_full_length(step)
         if full_length and not step.final:
             return None
@@ -231,7 +232,6 @@ class StepJudge:
         # twice as long before it is called unsure (more samples, a tighter estimate).
         step.extend = full_length and not final and step.mdur < 2 * self.max_step_s - 1e-9
         step.last_look = full_length and not step.extend
-        self._full_length = full_length
         hiccups = [i for i, s in enumerate(measured) if self._client_hiccup(s)]
         if len(hiccups) * 2 > step.k:
             return self._mostly_late(step, hiccups, saturation_rps)
@@ -276,8 +276,11 @@ class StepJudge:
     def _client_hiccup(self, s: IntervalSnapshot) -> bool:
         """The client, not the server, was late in this interval: its schedule lag is large
         next to the SLO, or its processes used (nearly) all their CPU."""
-        if self._figs.lag_p99_ns(s) > self.lag_bound_ns:
-            return True
+        return self._figs.lag_p99_ns(s) > self.lag_bound_ns or self._cpu_saturated(s)
+
+    def _cpu_saturated(self, s: IntervalSnapshot) -> bool:
+        """Every client process busy nearly all the interval: its own delays (reading
+        responses late, say) are in the latencies, by an amount nothing measures."""
         return s.dur_s > 0 and s.cpu_s / s.dur_s >= _CPU_SATURATED * self.workers
 
     def _mostly_late(self, step: _Step, hiccups: list[int],
@@ -298,7 +301,10 @@ class StepJudge:
         v.hiccups = len(hiccups)
         expected = step.rate_rps * step.mdur
         issued = sum(s.scheduled for s in measured) >= expected - 3 * math.sqrt(expected) - 2
-        lag_ms = max(self._figs.lag_p99_ns(s) for s in measured) / 1e6
+        # How much lateness could have added: the worst schedule lag, or no bound at all
+        # where the client's CPU was saturated.
+        lag_ms = (math.inf if any(self._cpu_saturated(s) for s in measured)
+                  else max(self._figs.lag_p99_ns(s) for s in measured) / 1e6)
         if v.verdict == "pass" and issued:
             v.why += f"; despite client lag ({len(hiccups)} of {step.k} intervals)"
             return v
@@ -306,6 +312,8 @@ class StepJudge:
                 value - lag_ms > b.bound_ms for b, value in terms.failed_tails):
             v.why += f"; the excess is beyond the client's lag ({lag_ms:.3g} ms)"
             return v
+        if step.k < 3 and not step.final:
+            return None  # one or two late intervals: the next ones may be on time
         v2 = Verdict("invalid", late, 0.0, measured)
         v2.hiccups = len(hiccups)
         return v2
@@ -462,7 +470,7 @@ class StepJudge:
         elif enough and p + Z_ONE_SIDED * se <= tail:
             out.whys.append(desc)
         elif step.final and enough and (p + se <= tail or (
-                (step.last_look or not self._full_length) and p <= _FINAL_PASS * tail)):
+                (step.last_look or not step.full_length) and p <= _FINAL_PASS * tail)):
             out.whys.append(point)
         elif step.final and enough and p >= _FINAL_FAIL * tail and (
                 not step.extend or p - se >= tail):
@@ -535,7 +543,7 @@ class StepJudge:
                        and self._comfortable(pool, 0.5))
         needed_s = min(2 * step.needed_s if excused and spikes else step.needed_s,
                        self.max_step_s)
-        if all_pass and self._full_length and step.extend and step.needed_s == float("inf"):
+        if all_pass and step.full_length and step.extend and step.needed_s == float("inf"):
             return None  # near saturation a confirmation takes its longest look
         if all_pass and (step.mdur >= needed_s - 1e-9 or (
                 k >= 3 and comfortable and step.mdur >= max(self.step_s, step.needed_s) / 2)):
@@ -543,8 +551,9 @@ class StepJudge:
         if step.final and step.extend:
             return None
         if step.final:
-            why = "; ".join(terms.undecided or [sustain.problem or sustain.drift
-                                                or "not steady"])
+            why = "; ".join(terms.undecided or [
+                sustain.problem or sustain.drift
+                or f"shorter than the {needed_s:.0f} s a pass needs at this rate"])
             starved = (terms.starved == len(terms.undecided) and bool(terms.undecided)
                        and not sustain.problem and margin < 0)
             return verdict("unsure", f"undecided after {step.mdur:.0f} s: {why}", margin,
@@ -570,7 +579,7 @@ class StepJudge:
         if sched and done / sched < 0.9 and sched - done > noise:
             return f"overloaded: achieved {done / sched:.0%} of offered", done / dur
         p50s = [self._figs.p50_ns(s) for s in last]
-        if self.tails and p50s[1] >= p50s[0] and all(
-                p > min(b.bound_ns for b in self.tails) for b in self.tails for p in p50s):
+        tightest_ns = min((b.bound_ns for b in self.tails), default=None)
+        if tightest_ns is not None and p50s[1] >= p50s[0] > tightest_ns:
             return "overloaded: median latency over the bound and rising", done / dur
         return None

@@ -75,6 +75,7 @@ class Step:
     intervals: list = field(default_factory=list)
     verdict: Verdict | None = None
     discarded: bool = False  # judged during a warm-up found only later: no evidence
+    cut_short: bool = False  # judged early because the time budget ran out
 
     def to_dict(self) -> dict:
         v = self.verdict
@@ -173,6 +174,7 @@ class SearchPolicy:
         if verdict is None and self.elapsed_s >= self.cfg.max_time_s:
             verdict = self.judge.judge(step.intervals, step.rate_rps, final=True,
                                        saturation_rps=sat)
+            step.cut_short = True
         if verdict is None:
             return Offer(step.rate_rps)
         step.verdict = verdict
@@ -305,7 +307,7 @@ class SearchPolicy:
         if v.abort:
             return self._finish(f"stopped: {v.why}", converged=False)
         self._note_saturation(step)
-        if step.phase == "confirm" and v.verdict == "unsure" and _inside(v):
+        if step.phase == "confirm" and v.verdict == "unsure" and _inside(step):
             # Neither side of the bound by more than the noise, the estimate inside it: the
             # earlier pass stands.
             self._moved.append("lo")
@@ -466,13 +468,14 @@ class SearchPolicy:
         there ended unsure with its estimate inside the bound (the pass before it stands)."""
         return rate in self.confirmed_rates() or any(
             s.rate_rps == rate and not s.discarded and s.phase == "confirm" and s.verdict
-            and s.verdict.verdict == "unsure" and _inside(s.verdict) for s in self.steps)
+            and s.verdict.verdict == "unsure" and _inside(s) for s in self.steps)
 
     def confirmed_rates(self) -> list[float]:
-        """Rates at which a confirmation (a full-length step at lo) passed, not discarded. A
-        retest that passed is not one: the same rate failed once before it."""
-        return [s.rate_rps for s in self.steps if not s.discarded and s.verdict
-                and s.phase == "confirm" and s.verdict.verdict == "pass"]
+        """Rates at which a confirmation (a full-length step at lo) passed, not discarded and
+        not cut short by the time budget. A retest that passed is not one: the same rate
+        failed once before it."""
+        return [s.rate_rps for s in self.steps if not s.discarded and not s.cut_short
+                and s.verdict and s.phase == "confirm" and s.verdict.verdict == "pass"]
 
     def _saturation(self) -> float | None:
         """The server's throughput as far as known: measured in an overloaded step, else
@@ -566,9 +569,11 @@ def _tag(snap: IntervalSnapshot, step: int | None, rate_rps: float, warmup: bool
     snap.step, snap.rate_rps, snap.warmup = step, rate_rps, warmup
 
 
-def _inside(v: Verdict) -> bool:
-    """Every SLO term's point estimate is inside its bound (the worst margin is not above 0)."""
-    return v.margin <= 0.0
+def _inside(step: Step) -> bool:
+    """An undecided confirmation that stands: it ran its full length (the time budget did not
+    cut it short) and every SLO term's point estimate is inside its bound (the worst margin
+    is not above 0)."""
+    return not step.cut_short and step.verdict.margin <= 0.0
 
 
 def _ewma(old: float | None, new: float, alpha: float = 0.5) -> float:

@@ -11,7 +11,8 @@ to a budget; intervals where the client itself ran late are left out (the client
 sustained trouble never is.
 
 Values, bounds and their text come from the one SLO evaluator (crestline.slo); this module
-adds only the sequential test, chosen by each bound's family (tail, rate, level).
+adds only the statistical test, chosen by each bound's family: a confidence bound over
+intervals for a tail, a sequential test for a rate, a plain comparison for a level.
 """
 
 from __future__ import annotations

@@ -382,6 +382,9 @@ class SearchPolicy:
             return self._begin(rate, self.steps[-1].phase)
         if boundary is not None:
             return self._begin(*boundary[1])
+        if lo is not None and not self._confirmed(lo) and self._budget_nearly_spent():
+            # A capacity is reported only once confirmed: spend what is left on that.
+            return self._begin(lo, "confirm")
         if hi is None:
             last = self.steps[-1]
             if last.verdict.verdict == "invalid":
@@ -415,6 +418,13 @@ class SearchPolicy:
                 return self._finish("fails even at 1 rps", converged=False)
             return self._begin(rate, "bracket")
         return self._begin(self._secant(lo, hi), "refine")
+
+    def _budget_nearly_spent(self) -> bool:
+        """One step left, or less load time than the longest full-length step may take."""
+        cfg = self.cfg
+        return (cfg.max_steps - len(self.steps) <= 1
+                or cfg.max_time_s - self.elapsed_s
+                < 3 * cfg.max_step_s + (cfg.settle_intervals + 1) * cfg.interval_s)
 
     def _growth(self, margin: float | None) -> float:
         """Multiplicative step from a log margin: the full grow_max far from the bound,
@@ -464,8 +474,8 @@ class SearchPolicy:
         return v.verdict in ("fail", "unsure") and v.margin < math.log(1.2) and not v.decisive
 
     def _confirmed(self, rate: float) -> bool:
-        """A full-length step (confirm, or a retest) passed at this rate, or a confirmation
-        there ended unsure with its estimate inside the bound (the pass before it stands)."""
+        """A confirmation passed at this rate, or ended unsure at its full length with its
+        estimate inside the bound (the pass before it stands)."""
         return rate in self.confirmed_rates() or any(
             s.rate_rps == rate and not s.discarded and s.phase == "confirm" and s.verdict
             and s.verdict.verdict == "unsure" and _inside(s) for s in self.steps)

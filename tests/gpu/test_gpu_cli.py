@@ -92,7 +92,7 @@ def test_run_with_an_unreachable_exporter_warns_and_goes_on(target, tmp_path, cl
 
 
 SEARCH = ["--slo", "p99=20ms", "--arrival", "poisson", "--seed", "1", "--start-rate", "300",
-          "--step-duration", "3s", "--warmup", "none", "--max-steps", "3"]
+          "--step-duration", "3s", "--warmup", "none", "--max-steps", "3", "--max-rate", "600"]
 
 
 def test_search_reports_the_gpu_picture_and_applies_gpu_bounds(target, tmp_path, nvml_env):

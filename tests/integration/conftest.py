@@ -44,7 +44,7 @@ def report_files(tmp_path_factory) -> ReportFiles:
         p = subprocess.run(
             CLI + ["search", url, "--slo", "p99=20ms", "--arrival", "poisson", "--seed", "1",
                    "--start-rate", "400", "--step-duration", "3s", "--warmup", "none",
-                   "--max-steps", "5", "--max-time", "60s", "--quiet",
+                   "--max-steps", "5", "--max-time", "60s", "--max-rate", "800", "--quiet",
                    "--out", str(files.search_json), "--runlog", str(files.search_runlog)],
             capture_output=True, text=True, timeout=300)
         assert p.returncode in (0, 1), p.stderr[-2000:]  # 1: not converged within 5 steps

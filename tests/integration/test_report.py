@@ -76,7 +76,10 @@ def test_search_runlog_cut_short_is_rebuilt(report_files, tmp_path):
     r = report.load(path)
     assert r["kind"] == "search" and r["interrupted"] and not r["converged"]
     assert r["reason"] == "runlog ends before the search finished"
-    assert r["capacity_rps"] == full["capacity_rps"]
+    # cut short, the capacity is the highest confirmed rate, as for any unconverged search
+    confirmed = [s["rate_rps"] for s in full["steps"] if s["phase"] == "confirm"
+                 and s["verdict"] == "pass" and not s["discarded"]]
+    assert r["capacity_rps"] == (max(confirmed) if confirmed else None)
     assert len(r["steps"]) == len(full["steps"])
     assert r["slo"] == full["slo"]
     assert len(r["intervals"]) == sum(1 for t, _ in records if t == "interval")

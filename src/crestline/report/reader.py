@@ -148,8 +148,9 @@ def _gpu_record(windows: list) -> dict:
 def rebuild_search(contents: RunlogContents) -> dict:
     """A search's result from its runlog's header, step records and intervals.
 
-    capacity_rps is the highest rate whose last decisive step passed (a failed confirmation
-    withdraws an earlier pass at its rate, as the policy does); never converged.
+    capacity_rps is what the policy reports when a search ends before converging: the highest
+    rate whose confirmation (a full-length step) passed, not discarded, or None; never
+    converged.
     """
     header = contents.header
     spec = {k: v for k, v in header["spec"].items() if k != "search"}
@@ -157,8 +158,10 @@ def rebuild_search(contents: RunlogContents) -> dict:
     steps = [{k: v for k, v in rec.items() if k != "type"} for rec in contents.steps]
     _fill_step_distributions({"config": config, "steps": steps}, contents)
     lo, hi = search_bracket(steps)
+    confirmed = [s["rate_rps"] for s in steps if s.get("phase") == "confirm"
+                 and s.get("verdict") == "pass" and not step_discarded(s)]
     result = search_result(
-        capacity_rps=lo, converged=False, reason=SEARCH_CUT_SHORT,
+        capacity_rps=max(confirmed) if confirmed else None, converged=False, reason=SEARCH_CUT_SHORT,
         slo=dict(config.get("slo") or {}), bracket=[lo, hi],
         warmup_s=0.0 if config.get("warmup") == "none" else None, warmup_note="",
         load_s=sum(s.dur_s for s in contents.intervals), drain_s=None,

@@ -32,6 +32,7 @@ class LoadSession:
         self.warnings: list[str] = warnings
         self.pool: Pool | None = None
         self._host_cpu = HostCpu()
+        self._on_warning: Callable[[str], None] | None = None
 
     @classmethod
     async def open(cls, spec: RunSpec, *, slo=None, gpu: str | None = None,
@@ -52,14 +53,14 @@ class LoadSession:
         try:
             if telemetry:
                 session._warn(telemetry.start())
-                if slo is not None and slo.gpu and not telemetry.sampler.available:
-                    if not gpu_only_slo_ok and not slo.latency and slo.max_error_rate is None:
-                        raise ConfigError(
-                            f"the SLO has only GPU bounds and GPU telemetry is off "
-                            f"({'; '.join(session.warnings)}): fix --gpu, or add a latency "
-                            "bound such as --slo p99=25ms")
-                    if not gpu_only_slo_ok:
-                        session._warn(["GPU bounds in the SLO are not checked: no GPU figures"])
+            if (not gpu_only_slo_ok and telemetry and slo is not None and slo.gpu
+                    and not telemetry.sampler.available):
+                if not slo.latency and slo.max_error_rate is None:  # nothing would be judged
+                    raise ConfigError(
+                        f"the SLO has only GPU bounds and GPU telemetry is off "
+                        f"({'; '.join(session.warnings)}): fix --gpu, or add a latency "
+                        "bound such as --slo p99=25ms")
+                session._warn(["GPU bounds in the SLO are not checked: no GPU figures"])
             session.pool = await open_pool(spec, workload, arrival)
         except BaseException:
             await session.close()  # the sampler's thread runs: nothing else would stop it

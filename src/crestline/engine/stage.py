@@ -35,8 +35,7 @@ async def sleep_until_ns(t_ns: int, stop: asyncio.Event | None = None,
             await asyncio.sleep(delay_s)
         else:
             waits = [asyncio.ensure_future(e.wait()) for e in events]
-            done, _ = await asyncio.wait(waits, timeout=delay_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
             for e in events:
@@ -96,9 +95,8 @@ class Engine:
     async def _run_stage(self, chunks, start_ns, end_ns, interval_ns, on_snapshot, stop,
                          first_index, drain, end) -> bool:
         core = self.core
-        if end is None:
-            await sleep_until_ns(start_ns, stop)
-        elif await sleep_until_ns(start_ns, stop, end) is end:
+        woke = await sleep_until_ns(start_ns, stop, end)
+        if end is not None and woke is end:
             return False  # ended before it began
         # Completions since the previous stage (if any) fall into this stage's first interval.
         core.start(start_ns, end_ns, chunk_source(chunks))

@@ -57,12 +57,12 @@ async def _worker_async(spec: RunSpec, arrival: Arrival, worker: int, conn) -> N
     stop, end = asyncio.Event(), asyncio.Event()
 
     def on_message(kind, value):
-        # stop and end must reach a stage that is running; everything else waits its turn.
+        # stop and end must reach a stage that is running; the commands wait their turn.
         if kind in ("stop", "eof"):
             stop.set()
         if kind == "end":
             end.set()
-        else:
+        elif kind != "stop":
             inbox.put_nowait((kind, value))
 
     _pump_pipe(conn, loop, on_message)
@@ -84,9 +84,8 @@ async def _worker_async(spec: RunSpec, arrival: Arrival, worker: int, conn) -> N
                 conn.send(("stage_done", stopped))
             elif kind == "idle":
                 conn.send(("idle_done", await engine.wait_idle(value)))
-            elif kind in ("close", "eof", "stop"):
-                if kind != "stop":
-                    break
+            elif kind in ("close", "eof"):
+                break
     finally:
         engine.close()
 

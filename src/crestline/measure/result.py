@@ -263,6 +263,7 @@ class RunResult:
 
     def to_dict(self) -> dict:
         ok, reasons = self.client_check()
+        cpu = self.client_cpu()
         errors = sum(self.by_error.values())
         return {
             "kind": "run",
@@ -292,7 +293,7 @@ class RunResult:
             "clamped": {n: h.clamped for n, h in self.hists.items()},
             "client_ok": ok,
             "client_problems": reasons,
-            "client_cpu": self.client_cpu(),
+            "client_cpu": cpu,
             "warnings": list(self.warnings),
             "slo": self.slo_check["slo"] if self.slo_check else None,
             "slo_met": self.slo_check["met"] if self.slo_check else None,

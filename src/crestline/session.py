@@ -44,11 +44,16 @@ class LoadSession:
         an SLO of GPU bounds alone with no GPU figures is a ConfigError (nothing would be
         judged). Raises ConfigError naming the fix."""
         spec.validated()
+        tolerance_ms = slo.lag_tolerance_ms() if slo is not None else None
+        if tolerance_ms is not None:
+            # Under an SLO the client is late only next to its tightest latency bound: the
+            # same rule a search's step verdicts use, so a sweep row and a step agree.
+            spec.max_schedule_lag_p99_ms = tolerance_ms
         telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, slo)
         workload = Workload.for_spec(spec)  # loads and renders a trace before any load
         arrival = workload.arrival(spec.arrival, None if replay_follows_rate else spec.speed)
         await preflight(spec.target)
-        session = cls(spec, workload, arrival, telemetry, [])
+        session = cls(spec, workload, arrival, telemetry, workload.secret_warnings(spec))
         session._on_warning = on_warning
         try:
             if telemetry:

@@ -41,10 +41,6 @@ from crestline.telemetry.window import guard_trouble
 _SPRT_A = math.log(0.95 / 0.05)
 # Indifference zone around the allowed rate e: H0 e0 = e * LOW, H1 e1 = e * HIGH.
 _LOW, _HIGH = 0.7, 1.4
-# Client lateness adds to latency one for one, so the lag a verdict tolerates is a share of
-# the tightest latency bound (no absolute floor: a floor misfires when a server shares the
-# client's cores and every wake is a little late).
-_LAG_SHARE = 0.1
 # The client's CPU seconds per second at which it counts as saturated, per worker process.
 _CPU_SATURATED = 0.95
 # A step near capacity must span this many queue relaxation times, and this many
@@ -198,12 +194,12 @@ class StepJudge:
         self.max_step_s = max(max_step_s, step_s)
         self.workers = max(1, workers)
         self.tails = slo.tail_bounds()
-        tightest_ms = min((b.bound_ms for b in self.tails), default=0.0)
-        # Lateness adds to latency one for one: it matters next to the tightest latency
-        # bound, plus whatever a batch window delays slots by on purpose. Without a latency
-        # bound it changes no latency verdict, and the client_ok bound (which includes the
-        # batch window) only flags the client's bad intervals.
-        self.lag_bound_ns = int((_LAG_SHARE * tightest_ms + batch_window_ms if self.tails
+        # Next to the tightest latency bound, plus whatever a batch window delays slots by on
+        # purpose. Without a latency bound lateness changes no latency verdict, and the
+        # client_ok bound (which includes the batch window) only flags the client's bad
+        # intervals.
+        tolerance_ms = slo.lag_tolerance_ms()
+        self.lag_bound_ns = int((tolerance_ms + batch_window_ms if tolerance_ms is not None
                                  else max_schedule_lag_p99_ms) * 1e6)
         self._hist_names = tuple(dict.fromkeys(b.hist_name for b in self.tails)) or ("latency",)
         self._figs = _IntervalFigures()

@@ -20,6 +20,12 @@ __all__ = ["GPU_METRICS", "GpuBound", "LatencyBound", "Slo", "parse_slo", "slo_f
            "slo_text"]
 
 
+# The share of the tightest tail bound that client lateness may take (Slo.lag_tolerance_ms);
+# no absolute floor: a floor misfires when a server shares the client's cores and every wake
+# is a little late.
+LAG_SHARE = 0.1
+
+
 @dataclass(frozen=True)
 class Slo:
     """Every bound of one SLO, in the order results list them."""
@@ -47,6 +53,16 @@ class Slo:
         """The percentile bounds, all or those on one histogram ("latency")."""
         return tuple(b for b in self.bounds if b.family == TAIL
                      and (hist_name is None or b.hist_name == hist_name))
+
+    def lag_tolerance_ms(self) -> float | None:
+        """Schedule-lag p99 a verdict under this SLO tolerates, in ms; None without a tail bound.
+
+        Lateness adds to latency one for one (latency counts from the intended send time), so
+        it only matters next to the tightest tail bound: LAG_SHARE of it (docs/measurement.md,
+        "Did the client keep up?").
+        """
+        tails = self.tail_bounds()
+        return LAG_SHARE * min(b.bound_ms for b in tails) if tails else None
 
     def to_dict(self) -> dict:
         """{name: bound as written}: a result's `slo`, e.g. {"p99": "25ms", "errors": "0.1%"}."""

@@ -81,12 +81,16 @@ def test_one_builder_owns_the_search_result_shape():
                   warmup_s=None, warmup_note="", load_s=0.0, drain_s=None,
                   client_ceiling_rps=None, config={}, steps=[])
     assert list(r) == list(search_result(**fields))
-    header = {"spec": {"url": "http://x/", "search": policy.cfg.to_dict()},
+    header = {"spec": {"url": "http://x/", "arrival": "poisson", "search": policy.cfg.to_dict()},
               "started_unix_s": 0.0}
     steps = [{"type": "step", "index": i, **s} for i, s in enumerate(r["steps"])]
     rebuilt = rebuild_search(RunlogContents(header, [], steps))
     assert set(r) <= set(rebuilt)
     assert r["converged"] and rebuilt["capacity_rps"] == r["capacity_rps"]
+    # The rebuilt interval is the bracket's: the confirmed rate up to the failure above it.
+    assert rebuilt["arrival"] == "poisson"
+    assert rebuilt["capacity_ci_rps"] == [r["capacity_rps"], r["bracket"][1]]
+    assert r["bracket"][1] > r["capacity_rps"]
     assert rebuilt["capacity_gpu"] is None and rebuilt["interrupted"] is True
 
 

@@ -160,8 +160,13 @@ def rebuild_search(contents: RunlogContents) -> dict:
     lo, hi = search_bracket(steps)
     confirmed = [s["rate_rps"] for s in steps if s.get("phase") == "confirm"
                  and s.get("verdict") == "pass" and not step_discarded(s)]
+    cap = max(confirmed) if confirmed else None
+    # The runlog keeps each step's margin but not its error, so the interval is the
+    # bracket's: from the confirmed rate up to the lowest rate above it that failed.
+    ci = None if cap is None else [cap, hi if hi is not None and hi > cap else None]
     result = search_result(
-        capacity_rps=max(confirmed) if confirmed else None, converged=False, reason=SEARCH_CUT_SHORT,
+        capacity_rps=cap, capacity_ci_rps=ci, arrival=spec.get("arrival"),
+        converged=False, reason=SEARCH_CUT_SHORT,
         slo=dict(config.get("slo") or {}), bracket=[lo, hi],
         warmup_s=0.0 if config.get("warmup") == "none" else None, warmup_note="",
         load_s=sum(s.dur_s for s in contents.intervals), drain_s=None,

@@ -154,6 +154,7 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
                    help="HTTP method (default GET; with --trace, each request's own)")
     g.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="request header, repeatable")
+    _add_secret_options(g)
     g.add_argument("--body", default=None, metavar="STRING|@FILE",
                    help="request body: a string, or @path to send a file's bytes")
     g = p.add_argument_group("client")
@@ -214,6 +215,16 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
                        help="HdrHistogram interval log (latency untagged; service, send_lag "
                        "tagged)")
     g.add_argument("--quiet", action="store_true", help="no live lines, no summary table")
+
+
+def _add_secret_options(g) -> None:
+    g.add_argument("--redact", action="append", default=[], metavar="REGEX",
+                   help="also treat headers whose name matches REGEX (case-insensitive, "
+                   "repeatable) as secrets; Authorization, Proxy-Authorization, Cookie, "
+                   "Set-Cookie and X-Api-Key always are: their values are sent but written "
+                   "as [redacted] in every output (docs/failure-modes.md#secrets)")
+    g.add_argument("--show-secrets", action="store_true",
+                   help="write secret header values as sent (the result says so)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--max-body-bytes", type=int, default=16 << 20, metavar="B",
                      help="bodies larger than this are forwarded but not recorded "
                      "(default 16 MiB)")
+    _add_secret_options(rec)
     rep = sub.add_parser("report", help="rebuild reports from a result or runlog, no load sent",
                          description="Read a result (--out JSON) or a runlog (--runlog) and "
                          "print its summary; or write it again as JSON, as an HdrHistogram "
@@ -380,7 +392,7 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         headers=[parse_header(h) for h in a.header],
         body=read_body(a.body) if a.body is not None else b"", workers=a.workers,
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
-        batch_window_s=_window_s(a.batch_window),
+        batch_window_s=_window_s(a.batch_window), redact=a.redact, show_secrets=a.show_secrets,
     ).validated()
 
 
@@ -747,6 +759,7 @@ def cmd_trace(a) -> int:
 
 
 def cmd_record(a) -> int:
+    from crestline.redact import Redaction
     from crestline.trace.record import RecordConfig, parse_listen, parse_upstream, run_record
     from crestline.units import parse_duration_s
 
@@ -767,7 +780,8 @@ def cmd_record(a) -> int:
     up_origin = f"[{up_host}]" if ":" in up_host else up_host  # an IPv6 literal, bracketed
     cfg = RecordConfig(host, port, f"http://{up_origin}:{up_port}/", up_host, up_port, a.out,
                        max_requests=max_requests, duration_s=duration_s,
-                       max_body_bytes=a.max_body_bytes)
+                       max_body_bytes=a.max_body_bytes,
+                       redaction=Redaction(tuple(a.redact), a.show_secrets))
     r = run_record(cfg)
     print(f"recorded {r['recorded']:,} requests over {r['duration_s']:.3f} s to {a.out}",
           flush=True)

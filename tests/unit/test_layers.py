@@ -11,12 +11,13 @@ import sys
 import crestline
 
 SRC = pathlib.Path(crestline.__file__).parent
-BASE = {"errors", "units"}
+BASE = {"errors", "units", "redact"}
 # What each top-level module or package may import (besides itself and the package's own
 # __init__ for __version__). Lower layers never reach up; the CLI wires everything.
 ALLOWED = {
     "errors": set(),
     "units": {"errors"},
+    "redact": {"errors"},
     "outputs": {"errors"},
     "measure": BASE,
     "telemetry": BASE | {"measure"},

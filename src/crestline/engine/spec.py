@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 from crestline import __version__
 from crestline.engine.arrivals import ARRIVALS
 from crestline.errors import ConfigError
+from crestline.redact import Redaction
 from crestline.units import parse_duration_s, parse_rate_rps
 
 # HEAD is left out: its response carries a Content-Length but no body, which the response
@@ -75,6 +76,10 @@ class RunSpec:
     # client_ok bounds: scheduler lag p99 and issued-vs-offered ratio (docs/measurement.md).
     max_schedule_lag_p99_ms: float = 1.0
     min_issued_ratio: float = 0.99
+    # Secret header values (crestline.redact): sent, but masked in every output unless
+    # show_secrets. redact: extra regular expressions over header names.
+    redact: list[str] = field(default_factory=list)
+    show_secrets: bool = False
 
     def validated(self) -> RunSpec:
         """Check every field; return self. Raises ConfigError naming the problem and the fix."""
@@ -123,6 +128,7 @@ class RunSpec:
                 "give each worker at least one")
         for k, v in self.headers:
             check_header(k, v)
+        _ = self.redaction  # a bad --redact pattern is refused here, before any load
         self._check_open_files()
         return self
 
@@ -165,6 +171,10 @@ class RunSpec:
     def target(self) -> Target:
         return parse_url(self.url)
 
+    @property
+    def redaction(self) -> Redaction:
+        return Redaction(tuple(self.redact), self.show_secrets)
+
     def request_bytes(self) -> bytes:
         """The whole request, rendered once: request line, headers, body."""
         t = self.target
@@ -181,7 +191,8 @@ class RunSpec:
         d = asdict(self)
         d["body_bytes"] = len(self.body)
         del d["body"]
-        d["headers"] = [list(h) for h in self.headers]
+        d["headers"] = self.redaction.headers(self.headers)
+        d["redact"] = list(self.redact)
         return d
 
 
@@ -288,7 +299,10 @@ def read_body(arg: str) -> bytes:
 def parse_header(arg: str) -> tuple[str, str]:
     name, sep, value = arg.partition(":")
     if not sep or not name.strip():
-        raise ConfigError(f"bad header {arg!r}: write -H 'Name: value'")
+        # Echo only the first word: the rest may be a credential typed without its colon.
+        words = arg.split(None, 1)
+        shown = words[0] + (" ..." if len(words) > 1 else "") if words and sep == "" else "..."
+        raise ConfigError(f"bad header {shown!r}: write -H 'Name: value'")
     return name.strip(), value.strip()
 
 

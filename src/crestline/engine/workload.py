@@ -18,6 +18,7 @@ import numpy as np
 
 from crestline.engine.arrivals import Arrival, arrival_for, pass_duration_s
 from crestline.engine.spec import RunSpec, encode_path, render_request
+from crestline.redact import MASK, shown_warning
 
 MAX_NAMED_CLASSES = 20  # model/path classes reported by name; the rest are "other"
 SIZE_BUCKETS = ((1 << 10, "<=1KiB"), (4 << 10, "<=4KiB"), (16 << 10, "<=16KiB"),
@@ -40,6 +41,9 @@ class Workload:
     # Per payload: its class by model (or path) and by body size, for per-class results.
     class_names: tuple[list[str], list[str]] | None = None
     payload_classes: tuple[np.ndarray, np.ndarray] | None = None
+    # Trace headers whose value was redacted at recording (redact.MASK): left out of every
+    # request, since the trace does not hold them; -H supplies them.
+    redacted_headers: tuple[str, ...] = ()
 
     @classmethod
     def for_spec(cls, spec: RunSpec) -> Workload:
@@ -57,9 +61,13 @@ class Workload:
         payloads: list[bytes] = []
         kinds: list[tuple[str, int]] = []  # per payload: (model or path, body bytes)
         rec_payload = np.empty(len(trace.records), dtype=np.int32)
+        redacted: set[str] = set()
         for i, r in enumerate(trace.records):
+            kept = [h for h in r.headers if h[1] != MASK]
+            if len(kept) < len(r.headers):
+                redacted |= {n for n, v in r.headers if v == MASK}
             raw = render_request(r.method, encode_path(r.path), host,
-                                 list(r.headers) + spec.headers, r.body)
+                                 kept + spec.headers, r.body)
             j = index.get(raw)
             if j is None:
                 j = index[raw] = len(payloads)
@@ -80,7 +88,23 @@ class Workload:
         by_name = np.array([slot.get(n, other) for n, _ in kinds], dtype=np.int32)
         by_size = np.array([size_bucket(b) for _, b in kinds], dtype=np.int32)
         return cls(payloads, rec_payload, trace.offsets_ns, f"trace {spec.trace}",
-                   (named, [label for _, label in SIZE_BUCKETS]), (by_name, by_size))
+                   (named, [label for _, label in SIZE_BUCKETS]), (by_name, by_size),
+                   tuple(sorted(redacted, key=str.lower)))
+
+    def secret_warnings(self, spec: RunSpec) -> list[str]:
+        """What a result says about secrets: values shown (--show-secrets), or recorded
+        values left out of a replay and not given with -H."""
+        out = []
+        if spec.show_secrets:
+            names = spec.redaction.names(spec.headers)
+            if names:
+                out.append(shown_warning(names))
+        given = {n.lower() for n, _ in spec.headers}
+        missing = [n for n in self.redacted_headers if n.lower() not in given]
+        if missing:
+            out.append(f"the trace holds no values for {', '.join(missing)} (redacted when "
+                       f"recorded): they are not sent; give them with -H 'NAME: VALUE'")
+        return out
 
     def core_classes(self):
         """The core's `classes` argument, or None without a trace."""

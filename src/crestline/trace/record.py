@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import httptools
 
 from crestline.errors import ConfigError
+from crestline.redact import MASK, Redaction
 from crestline.trace.format import TraceRecord, TraceWriter
 
 DEFAULT_MAX_BODY_BYTES = 16 << 20
@@ -68,8 +69,9 @@ class Recorder:
     """Assigns sequence numbers and offsets, and writes finished requests in arrival order."""
 
     def __init__(self, writer: TraceWriter, max_requests: int | None,
-                 max_body_bytes: int, stop: asyncio.Event):
+                 max_body_bytes: int, stop: asyncio.Event, redaction: Redaction | None = None):
         self.writer = writer
+        self.redaction = redaction or Redaction()
         self.max_requests = max_requests
         self.max_body_bytes = max_body_bytes
         self.stop = stop
@@ -129,7 +131,10 @@ class Recorder:
         if req.error:
             extras["error"] = req.error
             self.unanswered += 1
-        headers = [(n, v) for n, v in req.headers if n.lower() not in _DROP_HEADERS]
+        # Secret values are written as redact.MASK: a replay leaves such headers out (-H
+        # gives them), so a trace can be shared without the credentials it was recorded with.
+        headers = [(n, v) for n, v in self.redaction.headers(req.headers)
+                   if n.lower() not in _DROP_HEADERS]
         self.writer.write(TraceRecord(req.arrival_ns - self.t0_ns, req.method,
                                       _path(bytes(req.url)), headers, b"".join(req.body),
                                       extras))
@@ -394,6 +399,7 @@ class RecordConfig:
     max_requests: int | None = None
     duration_s: float | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    redaction: Redaction = field(default_factory=Redaction)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -440,10 +446,12 @@ async def record_async(cfg: RecordConfig, stop: asyncio.Event | None = None,
     meta = {"recorder": "crestline record", "upstream": cfg.upstream_url,
             "host_header": "as sent by the client",
             "max_body_bytes": cfg.max_body_bytes,
-            "bodies_over_max": "forwarded, not recorded (trailer: skipped_large)"}
+            "bodies_over_max": "forwarded, not recorded (trailer: skipped_large)",
+            "secrets": ("recorded as sent (--show-secrets)" if cfg.redaction.show else
+                        f"values written as {MASK} (crestline.redact)")}
     writer = TraceWriter(cfg.out, source="crestline record", base_url=cfg.upstream_url,
                          meta=meta)
-    recorder = Recorder(writer, cfg.max_requests, cfg.max_body_bytes, stop)
+    recorder = Recorder(writer, cfg.max_requests, cfg.max_body_bytes, stop, cfg.redaction)
     proxy = Proxy(recorder, (cfg.upstream_host, cfg.upstream_port))
     try:
         server = await loop.create_server(lambda: _Client(proxy), cfg.listen_host,

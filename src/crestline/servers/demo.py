@@ -54,7 +54,6 @@ import ctypes
 import json
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -70,7 +69,7 @@ from crestline.servers.demo_requests import (
     encode_response,
     parse_infer,
 )
-from crestline.servers.http import RequestProtocol
+from crestline.servers.http import BodyRequestProtocol, serve_until_stopped
 
 HIDDEN = (512, 512)
 MAX_BODY_BYTES = 64 << 20
@@ -212,29 +211,19 @@ class ModelWorkers:
             self.model.score(users[:rows], cands[:rows])
 
 
-class _Conn(RequestProtocol):
+class _Conn(BodyRequestProtocol):
     """One HTTP/1.1 connection; responses leave in request order even when workers finish
     pipelined requests out of order."""
+
+    max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, server: DemoServer):
         super().__init__()
         self.server = server
         self.slots: deque[list] = deque()  # [payload or None, keep_alive] per request
-        self.url, self.body, self.body_bytes = b"", [], 0
 
     def bad_request(self) -> bytes:
         return render(400, _error("malformed HTTP request"), False)
-
-    def on_message_begin(self):
-        self.url, self.body, self.body_bytes = b"", [], 0
-
-    def on_url(self, url):
-        self.url += url
-
-    def on_body(self, body):
-        self.body_bytes += len(body)
-        if self.body_bytes <= MAX_BODY_BYTES:
-            self.body.append(body)
 
     def on_message_complete(self):
         slot = [None, self.parser.should_keep_alive()]
@@ -344,20 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def serve(args) -> None:
     """Serve until SIGTERM/SIGINT or `args.max_seconds`, printing `listening on HOST:PORT`."""
-    loop = asyncio.get_running_loop()
-    server = DemoServer(args, loop)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    srv = await loop.create_server(lambda: _Conn(server), args.host, args.port, backlog=4096)
-    host, port = srv.sockets[0].getsockname()[:2]
-    print(f"listening on {host}:{port}", flush=True)
+    server = DemoServer(args, asyncio.get_running_loop())
     try:
-        await asyncio.wait_for(stop.wait(), args.max_seconds)
-    except asyncio.TimeoutError:
-        pass
+        await serve_until_stopped(lambda: _Conn(server), args.host, args.port, args.max_seconds)
     finally:
-        srv.close()
         server.workers.stop()
 
 

@@ -12,10 +12,17 @@ from libc.stdint cimport int64_t
 from crestline._clock cimport now_ns
 from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_NEW, ERR_HTTP_4XX, ERR_HTTP_5XX,
                               ERR_PROTOCOL, OUTCOME_OK, Conn, Connector, Owner)
+from crestline._seam cimport ERR_READ
 
 
 cdef class Http1Conn(Conn):
-    """One keep-alive HTTP/1.1 connection; also its asyncio protocol (see Http1Protocol)."""
+    """One keep-alive HTTP/1.1 connection; also its asyncio protocol (see Http1Protocol).
+
+    A response is reported once the read that completed it is parsed to its end, so bytes
+    after it in the same read (a second response, garbage, a lying Content-Length) fail that
+    request as a protocol error instead of reaching the next one. What each hostile server
+    behaviour counts as: docs/failure-modes.md.
+    """
 
     def __init__(self, Owner owner):
         self.owner = owner
@@ -24,6 +31,9 @@ cdef class Http1Conn(Conn):
 
     # -- the seam ---------------------------------------------------------------------------
     cdef send(self, object payload):
+        self.got_bytes = False
+        self.done_ns = 0
+        self.n_extra = 0
         self.write(payload)
 
     cdef close(self):
@@ -44,28 +54,67 @@ cdef class Http1Conn(Conn):
         self.owner.conn_made(self)
 
     def data_received(self, data):
+        cdef int64_t done
+        cdef int status
         if self.state != CONN_BUSY:
             if self.state != CONN_DEAD:
+                # Nothing is counted (no request is harmed): the connection is dropped
+                # before it can carry one, and the next request opens another.
                 self.owner.conn_error(self, ERR_PROTOCOL,
                                       "bytes from the server with no request outstanding")
             return
+        self.got_bytes = True
         try:
             self.parser.feed_data(data)
         except Exception as exc:
-            self.owner.conn_error(self, ERR_PROTOCOL, f"bad HTTP response: {exc!r}")
+            self.owner.conn_error(self, ERR_PROTOCOL, (
+                f"bytes after the end of the response: {exc!r}" if self.done_ns else
+                f"bad HTTP response: {exc!r}"))
+            return
+        done = self.done_ns
+        if not done:
+            return
+        status = self.done_status
+        if self.n_extra:
+            self.owner.conn_error(self, ERR_PROTOCOL,
+                                  f"{self.n_extra + 1} responses to one request")
+        elif status == 101:
+            self.owner.conn_error(self, ERR_PROTOCOL,
+                                  "101 Switching Protocols to a request that asked for none")
+        else:
+            self.done_ns = 0
+            self.owner.conn_done(self, done,
+                                 ERR_HTTP_5XX if status >= 500 else
+                                 ERR_HTTP_4XX if status >= 400 else OUTCOME_OK,
+                                 status, self.done_keep)
 
     def on_message_complete(self):
-        cdef int64_t now = now_ns()
         cdef int status = self.parser.get_status_code()
-        self.owner.conn_done(self, now,
-                             ERR_HTTP_5XX if status >= 500 else
-                             ERR_HTTP_4XX if status >= 400 else OUTCOME_OK,
-                             status, self.parser.should_keep_alive())
+        if status < 200 and status != 101:
+            # 100 Continue, 103 Early Hints: interim, the final response is still to come.
+            return
+        if self.done_ns:
+            self.n_extra += 1
+            return
+        self.done_ns = now_ns()  # the response's time: when its last byte was parsed
+        self.done_status = status
+        self.done_keep = self.parser.should_keep_alive()
 
     def eof_received(self):
         return False
 
     def connection_lost(self, exc):
+        if self.state == CONN_BUSY:
+            # Said here, where it is known whether any of the response had come: a close
+            # before the first byte is the keep-alive race (or a server that drops
+            # requests); after it, a truncated response or a body delimited only by the
+            # close, which cannot be told from a truncated one (RFC 9112 section 8).
+            self.transport = None  # closed already: nothing to abort
+            where = ("mid-response (truncated, or a body delimited only by the close)"
+                     if self.got_bytes else "before any byte of the response")
+            self.owner.conn_error(self, ERR_READ, (
+                f"server closed the connection {where}" if exc is None else
+                f"connection lost {where}: {exc!r}"))
         self.owner.conn_lost(self, exc)
 
 

@@ -110,11 +110,12 @@ cdef class Http1Conn(Conn):
             # requests); after it, a truncated response or a body delimited only by the
             # close, which cannot be told from a truncated one (RFC 9112 section 8).
             self.transport = None  # closed already: nothing to abort
-            where = ("mid-response (truncated, or a body delimited only by the close)"
-                     if self.got_bytes else "before any byte of the response")
+            where = "mid-response" if self.got_bytes else "before any byte of the response"
             self.owner.conn_error(self, ERR_READ, (
-                f"server closed the connection {where}" if exc is None else
-                f"connection lost {where}: {exc!r}"))
+                f"connection lost {where}: {exc!r}" if exc is not None else
+                f"server closed the connection {where}" + (
+                    " (truncated, or a body delimited only by the close)"
+                    if self.got_bytes else "")))
         self.owner.conn_lost(self, exc)
 
 

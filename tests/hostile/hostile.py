@@ -44,15 +44,23 @@ def reset(conn: socket.socket) -> None:
     conn.close()
 
 
-def each_request(respond: Callable[[socket.socket], None]) -> Callable[[socket.socket], None]:
-    """A keep-alive behaviour: respond(conn) to every request on the connection."""
+# -- the behaviours: conn -> None, one call per accepted connection --------------------------
+
+def answering(raw: bytes, then: Callable[[socket.socket], None] | None = None):
+    """Answer every request with raw; then(conn) after the first answer ends the service
+    of that connection (hold, close, reset); None: keep-alive."""
     def serve(conn):
         while read_request(conn):
-            respond(conn)
+            conn.sendall(raw)
+            if then is not None:
+                then(conn)
+                return
     return serve
 
 
-# -- the behaviours: conn -> None, one call per accepted connection --------------------------
+def close(conn: socket.socket) -> None:
+    conn.close()
+
 
 def slowloris(conn):
     """A valid response, one byte a second."""
@@ -69,12 +77,6 @@ def reset_mid_body(conn):
         reset(conn)
 
 
-def garbage_status(conn):
-    if read_request(conn):
-        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage\r\n\r\n")
-        hold(conn)
-
-
 def huge_body(size_bytes: int):
     def serve(conn):
         block = memoryview(bytes(1 << 20))
@@ -88,69 +90,36 @@ def huge_body(size_bytes: int):
     return serve
 
 
-def length_longer_then_close(conn):
-    if read_request(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
-        conn.close()
-
-
-def length_longer_then_hold(conn):
-    if read_request(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
-        hold(conn)
-
-
-def length_shorter(conn):
-    """Content-Length 2, then more body than that, in the same write."""
-    while read_request(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok and then some more")
-
-
-def chunk_size_too_small(conn):
-    """A chunk that says 2 bytes and carries 11."""
-    while read_request(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"2\r\nhello world\r\n0\r\n\r\n")
-
-
-def chunk_size_too_large(conn):
-    """A chunk that says 255 bytes and carries 5, then the last-chunk: the parser takes the
-    terminator as data and waits for the rest."""
-    while read_request(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"ff\r\nhello\r\n0\r\n\r\n")
-
-
-def continue_then_nothing(conn):
-    if read_request(conn):
-        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        hold(conn)
-
-
 def continue_then_ok(conn):
+    """100 Continue, a pause (so the two often arrive in separate reads), then 200."""
     while read_request(conn):
         conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         time.sleep(0.001)
         conn.sendall(OK)
 
 
-def close_after_every_response(conn):
-    """Keep-alive by the headers (no Connection: close), closed by the socket."""
-    if read_request(conn):
-        conn.sendall(OK)
-        conn.close()
-
-
-def close_delimited(conn):
-    """No Content-Length, no chunked: the body ends when the connection does."""
-    if read_request(conn):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body, then close")
-        conn.close()
-
-
 def silent(conn):
     """Accept, read the request, never answer."""
     hold(conn)
+
+
+_SHORT_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"
+_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+garbage_status = answering(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage\r\n\r\n", hold)
+length_longer_then_close = answering(_SHORT_BODY, close)
+length_longer_then_hold = answering(_SHORT_BODY, hold)
+# Content-Length 2, then more body than that, in the same write
+length_shorter = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok and then more")
+# a chunk that says 2 bytes and carries 11
+chunk_size_too_small = answering(_CHUNKED + b"2\r\nhello world\r\n0\r\n\r\n")
+# a chunk that says 255 bytes and carries 5, then the last-chunk: the parser takes the
+# terminator as data and waits for the rest
+chunk_size_too_large = answering(_CHUNKED + b"ff\r\nhello\r\n0\r\n\r\n")
+continue_then_nothing = answering(b"HTTP/1.1 100 Continue\r\n\r\n", hold)
+# keep-alive by the headers (no Connection: close), closed by the socket
+close_after_every_response = answering(OK, close)
+# no Content-Length, no chunked: the body ends when the connection does
+close_delimited = answering(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body", close)
 
 
 def answer_before_request(conn):

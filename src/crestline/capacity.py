@@ -51,7 +51,7 @@ def make_config(slo, **limits) -> SearchConfig:
         raise ConfigError("--max-steps must be at least 2")
     if cfg.step_s < 3 * cfg.interval_s:
         raise ConfigError(f"--step-duration must hold at least 3 intervals of {cfg.interval_s:g} s")
-    if not cfg.slo.latency and cfg.slo.max_error_rate is None and not cfg.slo.gpu:
+    if not cfg.slo.bounds:
         raise ConfigError("give at least one --slo, e.g. --slo p99=25ms")
     return cfg
 

@@ -93,26 +93,26 @@ def test_reports_read_bounds_back_with_the_same_parser():
 
 # -- a new kind: one class, registered in one place ---------------------------------------------
 @dataclass(frozen=True)
-class TtftBound(TailBound):
-    """Time to first token, as token-stream transports will record it in hists["ttft"]."""
+class TtfbBound(TailBound):
+    """Time to first byte: a kind the tests register (the built-in stream kinds are in slo/stream.py)."""
 
     percentile: float
     bound_ms: float
 
-    help: ClassVar[str] = "ttft_p99"
-    hist_name: ClassVar[str] = "ttft"
+    help: ClassVar[str] = "ttfb_p99"
+    hist_name: ClassVar[str] = "ttfb"
 
     @property
     def name(self) -> str:
-        return f"ttft_p{self.percentile:g}"
+        return f"ttfb_p{self.percentile:g}"
 
     @classmethod
     def claims(cls, key: str) -> bool:
-        return key.startswith("ttft_p")
+        return key.startswith("ttfb_p")
 
     @classmethod
     def parse(cls, key, value, item):
-        return cls(percentile_of(key.removeprefix("ttft_")), float(value.removesuffix("ms")))
+        return cls(percentile_of(key.removeprefix("ttfb_")), float(value.removesuffix("ms")))
 
     def text(self) -> str:
         return f"{self.bound_ms:g}ms"
@@ -126,48 +126,48 @@ class TtftBound(TailBound):
 
 
 @pytest.fixture
-def ttft_kind():
-    registry.register(TtftBound)
-    yield TtftBound
-    registry.unregister(TtftBound)
+def ttfb_kind():
+    registry.register(TtfbBound)
+    yield TtfbBound
+    registry.unregister(TtfbBound)
 
 
-def ttft_interval(i, ttft_ms, n=2000):
+def ttfb_interval(i, ttfb_ms, n=2000):
     s = IntervalSnapshot(i, i + 1.0, 1.0, scheduled=n, sent=n, completed=n, ok=n, inflight=2)
     fast = Hist.from_values(np.full(n, 2_000_000))
     s.hists = {"latency": fast, "service": fast.copy(), "send_lag": fast.copy(),
                "schedule_lag": Hist.from_values(np.full(n, 10_000)),
-               "ttft": Hist.from_values(np.full(n, int(ttft_ms * 1e6)))}
+               "ttfb": Hist.from_values(np.full(n, int(ttfb_ms * 1e6)))}
     return s
 
 
-def test_a_registered_kind_is_parsed_checked_and_judged(ttft_kind):
-    slo = parse_slo(["ttft_p99=100ms", "p99=50ms"])
-    assert slo.to_dict() == {"p99": "50ms", "ttft_p99": "100ms"}  # after the built-in kinds
-    assert slo.describe() == "p99 <= 50 ms, ttft_p99 <= 100ms"
-    with pytest.raises(ConfigError, match="or ttft_p99"):
+def test_a_registered_kind_is_parsed_checked_and_judged(ttfb_kind):
+    slo = parse_slo(["ttfb_p99=100ms", "p99=50ms"])
+    assert slo.to_dict() == {"p99": "50ms", "ttfb_p99": "100ms"}  # after the built-in kinds
+    assert slo.describe() == "p99 <= 50 ms, ttfb_p99 <= 100ms"
+    with pytest.raises(ConfigError, match="or ttfb_p99"):
         parse_slo(["tpot=5ms"])
     # a run
     pool = Pool({"latency": Hist.from_values(np.full(100, 2_000_000)),
-                 "ttft": Hist.from_values(np.full(100, 150_000_000))})
+                 "ttfb": Hist.from_values(np.full(100, 150_000_000))})
     assert check(slo, pool) == {"slo": slo.to_dict(), "met": False,
-                                "why": ["p99 2 ms <= 50 ms", "ttft_p99 150 ms > 100 ms"]}
+                                "why": ["p99 2 ms <= 50 ms", "ttfb_p99 150 ms > 100 ms"]}
     # a search step: the judge tests it as a tail, with no change of its own
     judge = StepJudge(slo, 1.0, 1, 10.0, 30.0, 1.0)
-    slow = [ttft_interval(i, 150.0) for i in range(6)]
+    slow = [ttfb_interval(i, 150.0) for i in range(6)]
     v = next(v for k in range(2, 7) if (v := judge.judge(slow[:k], 2000.0)))
-    assert v.verdict == "fail" and "ttft_p99 150 ms vs 100 ms" in v.why, v.why
+    assert v.verdict == "fail" and "ttfb_p99 150 ms vs 100 ms" in v.why, v.why
     judge = StepJudge(slo, 1.0, 1, 10.0, 30.0, 1.0)
-    fast = [ttft_interval(i, 20.0) for i in range(12)]
+    fast = [ttfb_interval(i, 20.0) for i in range(12)]
     v = next(v for k in range(2, 13) if (v := judge.judge(fast[:k], 2000.0)))
-    assert v.verdict == "pass" and "ttft_p99 20 ms vs 100 ms" in v.why, v.why
+    assert v.verdict == "pass" and "ttfb_p99 20 ms vs 100 ms" in v.why, v.why
     # a report reads it back; only latency bounds go on a latency axis
     assert [b.name for b in latency_bounds({"slo": slo.to_dict()})] == ["p99"]
 
 
 def test_the_judge_keeps_its_cache_out_of_the_snapshots():
     judge = StepJudge(parse_slo(["p99=25ms"]), 1.0, 1, 10.0, 30.0, 1.0)
-    steps = [ttft_interval(i, 1.0) for i in range(4)]
+    steps = [ttfb_interval(i, 1.0) for i in range(4)]
     judge.judge(steps, 2000.0)
     assert all("_judge_cache" not in s.__dict__ for s in steps)
 

@@ -58,6 +58,10 @@ class Pool:
     scheduled: int = 0
     gpu_windows: list | None = None
     gpu_summary: dict | None = None
+    # token streams: crestline.measure.stream counters, and the requests that ended (ok,
+    # failed or shed), goodput's denominator
+    stream: Mapping[str, int] = field(default_factory=dict)
+    ended: int = 0
 
     def hist(self, name: str) -> Hist:
         h = self.hists.get(name)
@@ -77,8 +81,10 @@ class Pool:
     @classmethod
     def of_run(cls, result) -> Pool:
         """The pool of a whole crestline.measure.result.RunResult."""
-        return cls(result.hists, sum(result.by_error.values()), result.counters["scheduled"],
-                   gpu_summary=(result.gpu or {}).get("summary") or {})
+        errors, c = sum(result.by_error.values()), result.counters
+        return cls(result.hists, errors, c["scheduled"],
+                   gpu_summary=(result.gpu or {}).get("summary") or {},
+                   stream=result.stream, ended=c["ok"] + errors + c["shed"])
 
     @classmethod
     def of_intervals(cls, snaps, hist_names=("latency",), counted=None) -> Pool:
@@ -93,8 +99,13 @@ class Pool:
                 if name in s.hists:
                     h.add(s.hists[name])
             hists[name] = h
+        stream: dict = {}
+        for s in counted:
+            for k, v in s.stream.items():
+                stream[k] = stream.get(k, 0) + v
         return cls(hists, sum(s.errors for s in counted), sum(s.scheduled for s in counted),
-                   gpu_windows=[s.gpu for s in counted])
+                   gpu_windows=[s.gpu for s in counted], stream=stream,
+                   ended=sum(s.ok + s.errors + s.shed for s in counted))
 
 
 class Bound:

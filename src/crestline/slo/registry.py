@@ -8,9 +8,10 @@ from crestline.slo.bound import Bound
 from crestline.slo.errors import ErrorBound
 from crestline.slo.gpu import GpuBound
 from crestline.slo.latency import LatencyBound
+from crestline.slo.stream import STREAM_KINDS
 
 # In the order a result's `slo`, `slo_why` and a step's `why` list them.
-KINDS: list[type[Bound]] = [LatencyBound, ErrorBound, GpuBound]
+KINDS: list[type[Bound]] = [LatencyBound, ErrorBound, GpuBound, *STREAM_KINDS]
 
 
 def register(kind: type[Bound]) -> type[Bound]:

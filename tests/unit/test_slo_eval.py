@@ -144,7 +144,7 @@ def ttfb_interval(i, ttfb_ms, n=2000):
 def test_a_registered_kind_is_parsed_checked_and_judged(ttfb_kind):
     slo = parse_slo(["ttfb_p99=100ms", "p99=50ms"])
     assert slo.to_dict() == {"p99": "50ms", "ttfb_p99": "100ms"}  # after the built-in kinds
-    assert slo.describe() == "p99 <= 50 ms, ttfb_p99 <= 100ms"
+    assert slo.describe() == "p99 <= 50 ms, ttfb_p99 <= 100 ms"  # TailBound.describe
     with pytest.raises(ConfigError, match="or ttfb_p99"):
         parse_slo(["tpot=5ms"])
     # a run

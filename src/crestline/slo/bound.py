@@ -8,6 +8,7 @@ crestline.slo.registry and nothing else.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -177,6 +178,23 @@ class TailBound(Bound):
     @property
     def bound_ns(self) -> int:
         return int(self.bound_ms * 1e6)
+
+    def text(self) -> str:
+        return f"{self.bound_ms:g}ms"
+
+    def describe(self) -> str:
+        return f"{self.name} <= {self.bound_ms:g} ms"
+
+    def evaluate(self, pool: Pool) -> Term:
+        """The percentile of the pooled histogram, capped at its exact max."""
+        h = pool.hist(self.hist_name)
+        value_ns = h.capped_values_at((self.percentile,))[0]
+        value_ms = value_ns / 1e6
+        # No sample is no evidence of meeting it: an --assert gate must not pass on nothing.
+        met = h.total > 0 and value_ms <= self.bound_ms
+        return self.term(value_ms, self.bound_ms, "ms", f"{value_ms:.3g} ms",
+                         f"{self.bound_ms:g} ms",
+                         math.log(max(value_ns, 1) / self.bound_ns), met)
 
 
 class RateBound(Bound):

@@ -18,8 +18,7 @@ from typing import ClassVar
 
 from crestline.errors import ConfigError
 from crestline.slo.bound import Pool, RateBound, TailBound, Term
-from crestline.slo.latency import percentile_of
-from crestline.units import parse_duration_s
+from crestline.slo.latency import parse_bound_ms, percentile_of
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class StreamTailBound(TailBound):
     bound_ms: float
 
     prefix: ClassVar[str] = ""
-    what: ClassVar[str] = ""
+    unmeasured: ClassVar[str] = "no token stream measured"
 
     @property
     def name(self) -> str:
@@ -46,26 +45,7 @@ class StreamTailBound(TailBound):
 
     @classmethod
     def parse(cls, key: str, value: str, item: str) -> StreamTailBound:
-        pct = percentile_of(key.removeprefix(cls.prefix + "_"))
-        bound_s = parse_duration_s(value if not value[-1].isdigit() else value + "ms",
-                                   f"--slo {key}")
-        return cls(pct, bound_s * 1e3)
-
-    def text(self) -> str:
-        return f"{self.bound_ms:g}ms"
-
-    def describe(self) -> str:
-        return f"{self.name} <= {self.bound_ms:g} ms"
-
-    def evaluate(self, pool: Pool) -> Term:
-        h = pool.hist(self.hist_name)
-        value_ns = h.capped_values_at((self.percentile,))[0]
-        value_ms = value_ns / 1e6
-        # No stream measured is no evidence of meeting it.
-        met = h.total > 0 and value_ms <= self.bound_ms
-        return self.term(value_ms, self.bound_ms, "ms", f"{value_ms:.3g} ms",
-                         f"{self.bound_ms:g} ms",
-                         math.log(max(value_ns, 1) / self.bound_ns), met)
+        return cls(percentile_of(key.removeprefix(cls.prefix + "_")), parse_bound_ms(key, value))
 
 
 @dataclass(frozen=True)
@@ -73,7 +53,6 @@ class TtftBound(StreamTailBound):
     help: ClassVar[str] = "ttft_p99"
     prefix: ClassVar[str] = "ttft"
     hist_name: ClassVar[str] = "ttft"
-    unmeasured: ClassVar[str] = "no token stream measured"
 
 
 @dataclass(frozen=True)
@@ -81,7 +60,6 @@ class ItlBound(StreamTailBound):
     help: ClassVar[str] = "itl_p99"
     prefix: ClassVar[str] = "itl"
     hist_name: ClassVar[str] = "itl"
-    unmeasured: ClassVar[str] = "no token stream measured"
 
 
 @dataclass(frozen=True)
@@ -89,7 +67,6 @@ class TpotBound(StreamTailBound):
     help: ClassVar[str] = "tpot_p50"
     prefix: ClassVar[str] = "tpot"
     hist_name: ClassVar[str] = "tpot"
-    unmeasured: ClassVar[str] = "no token stream measured"
 
 
 @dataclass(frozen=True)
@@ -97,7 +74,6 @@ class E2eBound(StreamTailBound):
     help: ClassVar[str] = "e2e_p99"
     prefix: ClassVar[str] = "e2e"
     hist_name: ClassVar[str] = "e2e"
-    unmeasured: ClassVar[str] = "no token stream measured"
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from posix.unistd cimport close
 
 from crestline._clock cimport now_ns
 from crestline._hdr cimport HdrRecorder
-from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_IDLE, ERR_CONNECT, ERR_READ,
-                              ERR_TIMEOUT, N_ERR, OUTCOME_OK, Conn, Connector, Owner)
+from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_IDLE, ERR_READ, ERR_TIMEOUT, N_ERR,
+                              OUTCOME_OK, Conn, Connector, Owner)
 
 from crestline._http1 import Http1
 from crestline.measure.result import ERROR_KINDS
@@ -109,6 +109,9 @@ cdef class Core(Owner):
     cdef HdrRecorder svc
     cdef HdrRecorder lag
     cdef HdrRecorder sched
+    # connection set-up, apart from request latency: TCP connect and TLS handshake
+    cdef HdrRecorder setup_tcp
+    cdef HdrRecorder setup_tls
 
     # interval counters
     cdef int64_t c_scheduled
@@ -130,7 +133,7 @@ cdef class Core(Owner):
                  double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0,
                  double batch_window_us=0.0, classes=None, transport=None):
         """transport: called as transport(loop, host, port, connect_timeout_s) for the
-        Connector of this target (default HTTP/1.1, crestline._http1.Http1)."""
+        Connector of this target (default plain HTTP/1.1, crestline._http1.Http1)."""
         if not payloads:
             raise ValueError("at least one payload is needed")
         connector = (Http1 if transport is None else transport)(
@@ -157,6 +160,8 @@ cdef class Core(Owner):
         self.svc = HdrRecorder(**layout)
         self.lag = HdrRecorder(**layout)
         self.sched = HdrRecorder(**layout)
+        self.setup_tcp = HdrRecorder(**layout)
+        self.setup_tls = HdrRecorder(**layout)
         self.messages = []
         self.rec_a = []
         self.rec_b = []
@@ -215,7 +220,8 @@ cdef class Core(Owner):
         """Counters and histograms since the last call; resets them.
 
         Returns (counters dict, latency, service, send_lag, schedule_lag) where each histogram
-        is HdrRecorder.take()'s tuple.
+        is HdrRecorder.take()'s tuple; counters["setup"] holds the connections' set-up times
+        (TCP connect, TLS handshake) as two more takes.
         """
         errs = {ERROR_KINDS[i]: self.c_err[i] for i in range(N_ERR)}
         counters = {
@@ -229,6 +235,7 @@ cdef class Core(Owner):
             "queued": self.q_len,
             "connections": self.n_open,
             "messages": self.messages,
+            "setup": (self.setup_tcp.take(), self.setup_tls.take()),
         }
         if self.has_cls:
             counters["classes"] = ([r.take() for r in self.rec_a], [r.take() for r in self.rec_b])
@@ -387,15 +394,20 @@ cdef class Core(Owner):
             self.connector.open(self)
 
     # -- the seam's callbacks (Owner) ---------------------------------------------------------
-    cdef conn_failed(self, str why):
+    cdef conn_failed(self, int kind, str why):
         self.n_connecting -= 1
         if why is None:
             return
         # One failed attempt fails the request that has waited longest for it.
         if self.q_len:
             self._dequeue()
-            self._error(ERR_CONNECT, why)
+            self._error(kind, why)
         self._maybe_connect()
+
+    cdef conn_setup(self, int64_t connect_ns, int64_t handshake_ns):
+        self.setup_tcp.record(connect_ns)
+        if handshake_ns >= 0:
+            self.setup_tls.record(handshake_ns)
 
     cdef conn_made(self, Conn conn):
         self.n_connecting -= 1

@@ -21,5 +21,9 @@ cdef class Http1(Connector):
     cdef str host
     cdef int port
     cdef double connect_timeout_s
+    cdef object ssl             # ssl.SSLContext, or None for plain TCP
+    cdef object server_hostname
+    cdef object addr            # getaddrinfo's first answer, resolved once
 
     cdef str _why(self, exc)
+    cdef str _why_tls(self, exc)

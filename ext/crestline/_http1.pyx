@@ -1,17 +1,21 @@
-"""HTTP/1.1 keep-alive (Content-Length and chunked, via httptools), one request at a time.
+"""HTTP/1.1 keep-alive (Content-Length and chunked, via httptools), one request at a time,
+over TCP or TLS.
 
 No pipelining: a Conn carries one request, so a slow response never delays the next slot's
 send behind it on the same socket (the core queues it for another connection instead).
 """
 import asyncio
+import socket
+import ssl
 
 import httptools
 
 from libc.stdint cimport int64_t
 
 from crestline._clock cimport now_ns
-from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_NEW, ERR_HTTP_4XX, ERR_HTTP_5XX,
-                              ERR_PROTOCOL, OUTCOME_OK, Conn, Connector, Owner)
+from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_NEW, ERR_CONNECT, ERR_HTTP_4XX,
+                              ERR_HTTP_5XX, ERR_PROTOCOL, ERR_TLS, OUTCOME_OK, Conn, Connector,
+                              Owner)
 from crestline._seam cimport ERR_READ
 
 
@@ -123,37 +127,111 @@ class Http1Protocol(Http1Conn, asyncio.Protocol):
     pass
 
 
-cdef class Http1(Connector):
-    """Opens plain-TCP HTTP/1.1 connections to host:port, each within connect_timeout_s."""
+class _TimedHttp1Protocol(Http1Protocol):
+    """Http1Protocol as the connector opens it: stamps when the connection came up (after the
+    TLS handshake, on a TLS transport), so the connector reports set-up times once per
+    connection; and counts a TLS alert that ends a request as a `tls` error, not a `read`."""
 
-    def __init__(self, loop, str host, int port, double connect_timeout_s):
+    tcp_ns = 0  # TCP connected (TLS only: the handshake starts here)
+    up_ns = 0
+
+    def connection_made(self, transport):
+        self.up_ns = now_ns()
+        Http1Protocol.connection_made(self, transport)
+
+    def connection_lost(self, exc):
+        if isinstance(exc, ssl.SSLError) and (<Conn>self).state == CONN_BUSY:
+            # Under TLS 1.3 a server refusing the client's certificate (mTLS) says so only
+            # here, on the first read after the client's side of the handshake ended.
+            (<Conn>self).owner.conn_error(self, ERR_TLS, f"TLS alert: {_tls_reason(exc)}")
+        Http1Protocol.connection_lost(self, exc)
+
+
+cdef str _tls_reason(exc):
+    """OpenSSL's reason (TLSV13_ALERT_CERTIFICATE_REQUIRED) as words."""
+    reason = getattr(exc, "reason", None)
+    return reason.lower().replace("_", " ") if reason else str(exc)
+
+
+cdef class Http1(Connector):
+    """Opens HTTP/1.1 connections to host:port, each within connect_timeout_s (TCP connect
+    and, with ssl (an ssl.SSLContext), the TLS handshake together).
+
+    With TLS the socket is connected first and the handshake started on it, so the two times
+    are known apart; server_hostname is sent as SNI and checked against the certificate.
+    """
+
+    def __init__(self, loop, str host, int port, double connect_timeout_s, ssl=None,
+                 server_hostname=None):
         self.loop = loop
         self.host = host
         self.port = port
         self.connect_timeout_s = connect_timeout_s
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.addr = None
 
     cdef open(self, Owner owner):
         self.loop.create_task(self._open(owner))
 
     async def _open(self, Owner owner):
-        conn = Http1Protocol(owner)
+        conn = _TimedHttp1Protocol(owner)
+        cdef int64_t t0 = now_ns()
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(lambda: conn, self.host, self.port),
-                self.connect_timeout_s)
+            if self.ssl is None:
+                await asyncio.wait_for(
+                    self.loop.create_connection(lambda: conn, self.host, self.port),
+                    self.connect_timeout_s)
+            else:
+                await asyncio.wait_for(self._open_tls(conn), self.connect_timeout_s)
         except asyncio.CancelledError:
             # The loop is going away: no request is failed for it.
             if (<Conn>conn).state == CONN_NEW:
-                owner.conn_failed(None)
+                owner.conn_failed(ERR_CONNECT, None)
             raise
         except BaseException as exc:
             # A connection that came up and then broke is reported by its own callbacks.
             if (<Conn>conn).state == CONN_NEW:
                 (<Conn>conn).state = CONN_DEAD
-                owner.conn_failed(self._why(exc))
+                # Past the TCP connect, what failed is the handshake.
+                if conn.tcp_ns:
+                    owner.conn_failed(ERR_TLS, self._why_tls(exc))
+                else:
+                    owner.conn_failed(ERR_CONNECT, self._why(exc))
+        else:
+            if self.ssl is None:
+                owner.conn_setup(conn.up_ns - t0, -1)
+            else:
+                owner.conn_setup(conn.tcp_ns - t0, conn.up_ns - conn.tcp_ns)
+
+    async def _open_tls(self, conn):
+        if self.addr is None:
+            infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            self.addr = infos[0]
+        family, type_, proto, _, sockaddr = self.addr
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await self.loop.sock_connect(sock, sockaddr)
+            conn.tcp_ns = now_ns()
+            await self.loop.create_connection(
+                lambda: conn, sock=sock, ssl=self.ssl, server_hostname=self.server_hostname,
+                ssl_handshake_timeout=self.connect_timeout_s)
+        except BaseException:
+            sock.close()
+            raise
 
     cdef str _why(self, exc):
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return (f"connect to {self.host}:{self.port} timed out after "
                     f"{self.connect_timeout_s:g} s")
         return f"connect to {self.host}:{self.port}: {exc}"
+
+    cdef str _why_tls(self, exc):
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            return (f"TLS handshake with {self.host}:{self.port} timed out (connect and "
+                    f"handshake within {self.connect_timeout_s:g} s)")
+        # ssl.SSLCertVerificationError says what is wrong: expired, wrong host, unknown CA.
+        why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
+        return f"TLS handshake with {self.host}:{self.port}: {why}"

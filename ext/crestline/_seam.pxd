@@ -23,7 +23,8 @@ cdef enum:
     ERR_HTTP_4XX = 3
     ERR_HTTP_5XX = 4
     ERR_PROTOCOL = 5
-    N_ERR = 6
+    ERR_TLS = 6     # a TLS handshake or alert failed (certificate, protocol, mTLS refusal)
+    N_ERR = 7
 
 # conn_done's outcome when the response counts as ok (otherwise an error kind above).
 cdef enum:
@@ -64,8 +65,12 @@ cdef class Owner:
     # The connection is up and can take a request.
     cdef conn_made(self, Conn conn)
     # An attempt to open a connection failed with this message (None: cancelled, nothing
-    # to report). Every Connector.open ends in exactly one conn_made or conn_failed.
-    cdef conn_failed(self, str why)
+    # to report); kind ERR_CONNECT (TCP) or ERR_TLS (the handshake). Every Connector.open
+    # ends in exactly one conn_made or conn_failed.
+    cdef conn_failed(self, int kind, str why)
+    # How long the connection just made took to set up: TCP connect, then the TLS handshake
+    # (-1: none). Recorded apart from request latency, which never includes set-up time.
+    cdef conn_setup(self, int64_t connect_ns, int64_t handshake_ns)
     # The outstanding request completed at now_ns with outcome (OUTCOME_OK or an error kind;
     # status is the protocol's code, for the message); reuse: the Conn can take another.
     cdef conn_done(self, Conn conn, int64_t now_ns, int outcome, int status, bint reuse)

@@ -23,7 +23,10 @@ cdef class Owner:
     cdef conn_made(self, Conn conn):
         raise NotImplementedError
 
-    cdef conn_failed(self, str why):
+    cdef conn_failed(self, int kind, str why):
+        raise NotImplementedError
+
+    cdef conn_setup(self, int64_t connect_ns, int64_t handshake_ns):
         raise NotImplementedError
 
     cdef conn_done(self, Conn conn, int64_t now_ns, int outcome, int status, bint reuse):

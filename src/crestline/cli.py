@@ -118,7 +118,8 @@ steps) and GPU efficiency at capacity; two runs compare rates, percentiles and e
 
 
 def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
-    p.add_argument("url", help="http:// URL of the target (loopback or your own servers)")
+    p.add_argument("url", help="http:// or https:// URL of the target (loopback or your own "
+                   "servers)")
     g = p.add_argument_group("traffic")
     if not search:
         g.add_argument("--rate", default=None,
@@ -157,6 +158,17 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     _add_secret_options(g)
     g.add_argument("--body", default=None, metavar="STRING|@FILE",
                    help="request body: a string, or @path to send a file's bytes")
+    g = p.add_argument_group("tls (https:// URLs)")
+    g.add_argument("--cacert", metavar="FILE", default=None,
+                   help="verify the server against the CA certificates in this PEM file "
+                   "instead of the system store")
+    g.add_argument("--insecure", action="store_true",
+                   help="do not verify the server's certificate (said in the summary and "
+                   "the result)")
+    g.add_argument("--cert", metavar="FILE", default=None,
+                   help="client certificate (PEM) for servers that require one (mTLS)")
+    g.add_argument("--key", metavar="FILE", default=None,
+                   help="the --cert's private key (PEM), unless the --cert file holds it")
     g = p.add_argument_group("client")
     g.add_argument("--connections", type=int, default=64,
                    help="most keep-alive connections, opened on demand (default 64)")
@@ -392,6 +404,7 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         headers=[parse_header(h) for h in a.header],
         body=read_body(a.body) if a.body is not None else b"", workers=a.workers,
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
+        cacert=a.cacert, insecure=a.insecure, cert=a.cert, key=a.key,
         batch_window_s=_window_s(a.batch_window), redact=a.redact, show_secrets=a.show_secrets,
     ).validated()
 

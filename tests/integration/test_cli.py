@@ -77,7 +77,7 @@ def _template():
 @pytest.mark.parametrize("args,expect", [
     (["run", "not a url", "--rate", "10"], "malformed URL"),
     (["run", "ftp://127.0.0.1/", "--rate", "10"], "http://"),
-    (["run", "https://127.0.0.1/", "--rate", "10"], "https is not supported"),
+    (["run", "{url}", "--rate", "10", "--insecure"], "--insecure applies only to https://"),
     (["run", "{url}", "--rate", "lots"], "cannot read --rate"),
     (["run", "{url}", "--rate", "10", "--duration", "forever"], "cannot read --duration"),
     (["run", "{url}", "--rate", "10", "--body", "@/nonexistent/body.json"], "not found"),

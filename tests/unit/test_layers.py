@@ -25,7 +25,8 @@ ALLOWED = {
     "trace": BASE,
     "search": BASE | {"measure", "slo", "telemetry"},
     "report": BASE | {"measure", "slo", "telemetry", "search"},
-    "engine": BASE | {"measure", "trace", "_core"},
+    "engine": BASE | {"measure", "trace", "transport", "_core"},
+    "transport": BASE | {"_http1"},
     "servers": BASE | {"trace"},
     "session": BASE | {"engine", "measure", "telemetry", "slo"},
     "api": BASE | {"outputs", "engine", "measure", "session", "slo", "telemetry"},
@@ -36,7 +37,8 @@ ALLOWED = {
     "__main__": {"cli"},
     "__init__": BASE | {"api", "engine", "measure"},
 }
-PACKAGES = {"engine", "measure", "search", "slo", "telemetry", "trace", "report", "servers"}
+PACKAGES = {"engine", "measure", "search", "slo", "telemetry", "trace", "report", "servers",
+            "transport"}
 
 
 def _modules():

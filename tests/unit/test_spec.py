@@ -36,12 +36,16 @@ def test_url_parsing():
     t = parse_url("http://127.0.0.1:8000/v2/models/m/infer?x=1")
     assert (t.host, t.port, t.path, t.host_header) == (
         "127.0.0.1", 8000, "/v2/models/m/infer?x=1", "127.0.0.1:8000")
+    tls = parse_url("https://models.example/v1")
+    assert (tls.scheme, tls.port, tls.host_header) == ("https", 443, "models.example")
+    assert parse_url("https://models.example:8443/").host_header == "models.example:8443"
     v6 = parse_url("http://[::1]:9000")
     assert (v6.host, v6.port, v6.path, v6.host_header) == ("::1", 9000, "/", "[::1]:9000")
 
 
 @pytest.mark.parametrize("bad,match", [
-    ("ftp://127.0.0.1/", "http://"), ("127.0.0.1:80", "http://"), ("https://127.0.0.1/", "https"),
+    ("ftp://127.0.0.1/", "http://"), ("127.0.0.1:80", "http://"),
+    ("https://127.0.0.1:0/", "port 0"),
     ("http://127.0.0.1:99999/", "malformed"), ("http:///path", "no host"),
 ])
 def test_bad_urls(bad, match):

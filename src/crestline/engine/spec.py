@@ -14,6 +14,7 @@ from crestline import __version__
 from crestline.engine.arrivals import ARRIVALS
 from crestline.errors import ConfigError
 from crestline.redact import Redaction
+from crestline.transport.tls import TlsOptions, check_tls_options
 from crestline.units import parse_duration_s, parse_rate_rps
 
 # HEAD is left out: its response carries a Content-Length but no body, which the response
@@ -33,6 +34,8 @@ MAX_SPEED = 1000.0
 MAX_SEED = 2**63 - 1
 # Descriptors a process needs besides its connections: stdio, the event loop, pipes, the trace.
 _FD_RESERVE = 64
+# The schemes crestline speaks, and the port each implies.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 9110 token characters: what a header name may be made of.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # A header value: visible ASCII, space and tab (obs-text is refused: no charset is defined).
@@ -76,6 +79,12 @@ class RunSpec:
     # client_ok bounds: scheduler lag p99 and issued-vs-offered ratio (docs/measurement.md).
     max_schedule_lag_p99_ms: float = 1.0
     min_issued_ratio: float = 0.99
+    # https:// only (crestline.transport.tls): a CA file instead of the system store, no
+    # verification at all (said in every output), a client certificate and key for mTLS.
+    cacert: str | None = None
+    insecure: bool = False
+    cert: str | None = None
+    key: str | None = None
     # Secret header values (crestline.redact): sent, but masked in every output unless
     # show_secrets. redact: extra regular expressions over header names.
     redact: list[str] = field(default_factory=list)
@@ -83,7 +92,7 @@ class RunSpec:
 
     def validated(self) -> RunSpec:
         """Check every field; return self. Raises ConfigError naming the problem and the fix."""
-        parse_url(self.url)
+        check_tls_options(self.tls, parse_url(self.url).scheme)
         self.rate_rps = parse_rate_rps(self.rate_rps, "--rate")
         self.duration_s = parse_duration_s(self.duration_s, "--duration")
         self.interval_s = parse_duration_s(self.interval_s, "--interval")
@@ -172,6 +181,10 @@ class RunSpec:
         return parse_url(self.url)
 
     @property
+    def tls(self) -> TlsOptions:
+        return TlsOptions(self.cacert, self.insecure, self.cert, self.key)
+
+    @property
     def redaction(self) -> Redaction:
         return Redaction(tuple(self.redact), self.show_secrets)
 
@@ -239,17 +252,15 @@ def encode_path(path: str) -> str:
 
 
 def parse_url(url: str) -> Target:
-    """Split an http:// URL into what the client needs. Raises ConfigError."""
+    """Split an http:// or https:// URL into what the client needs. Raises ConfigError."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise ConfigError(f"malformed URL {url!r}: {exc}") from None
-    if parts.scheme == "https":
-        raise ConfigError(f"{url!r}: https is not supported yet; use an http:// URL")
-    if parts.scheme != "http":
-        raise ConfigError(
-            f"malformed URL {url!r}: it must start with http://, e.g. http://127.0.0.1:8000/")
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ConfigError(f"malformed URL {url!r}: it must start with http:// or https://, "
+                          "e.g. http://127.0.0.1:8000/")
     if not parts.hostname:
         raise ConfigError(f"malformed URL {url!r}: no host, e.g. http://127.0.0.1:8000/")
     if parts.username is not None or parts.password is not None:
@@ -260,7 +271,8 @@ def parse_url(url: str) -> Target:
     if port == 0:
         raise ConfigError(f"malformed URL {url!r}: port 0 is not a port; give the server's, "
                           "e.g. http://127.0.0.1:8000/")
-    port = port or 80
+    default_port = DEFAULT_PORTS[parts.scheme]
+    port = port or default_port
     path = encode_path(parts.path or "/")
     if parts.query:
         path += "?" + encode_path(parts.query)
@@ -276,9 +288,9 @@ def parse_url(url: str) -> Target:
     except ValueError:
         is_v6 = False
     host_header = f"[{host}]" if is_v6 else host
-    if port != 80:
+    if port != default_port:
         host_header += f":{port}"
-    return Target("http", host, port, path, host_header)
+    return Target(parts.scheme, host, port, path, host_header)
 
 
 def read_body(arg: str) -> bytes:

@@ -18,6 +18,7 @@ from crestline.engine.arrivals import chunk_source
 from crestline.engine.spec import RunSpec
 from crestline.measure.hdr import LAYOUT
 from crestline.measure.result import IntervalSnapshot
+from crestline.transport.connect import connector_for
 
 monotonic_ns = _core.monotonic_ns
 
@@ -62,7 +63,8 @@ class Engine:
             payloads or [spec.request_bytes()], LAYOUT,
             connections=connections, max_inflight=max_inflight,
             timeout_s=spec.timeout_s, precise=spec.precise,
-            batch_window_us=spec.batch_window_s * 1e6, classes=classes)
+            batch_window_us=spec.batch_window_s * 1e6, classes=classes,
+            transport=connector_for(target.scheme, target.host, spec.tls))
         self.class_names = class_names
         self._cpu_mark_s = time.process_time()
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from crestline.measure.cpu import client_cpu_summary
 from crestline.measure.hdr import Hist
 
-ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol")
+ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol", "tls")
 HIST_NAMES = ("latency", "service", "send_lag", "schedule_lag")
+# Connection set-up times, one per connection opened (kept apart from request latency).
+SETUP_NAMES = ("connect", "tls_handshake")
 CLASS_FAMILIES = ("by_class", "by_size")
 
 
@@ -25,6 +27,27 @@ def add_classes(into: dict, other: dict) -> None:
                 mine[name].add(h)
             else:
                 mine[name] = h.copy()
+
+
+def add_setup(into: dict, other: dict) -> None:
+    """Add set-up histograms of `other` into `into` (both {SETUP_NAMES name: Hist})."""
+    for name, h in other.items():
+        if name in into:
+            into[name].add(h)
+        else:
+            into[name] = h.copy()
+
+
+def setup_summary(setup: dict) -> dict:
+    """The result's `connection_setup_ms`: connections opened, and each set-up time's
+    percentiles in ms (None where none was measured: tls_handshake over plain TCP)."""
+    hists = {n: setup.get(n) or Hist.empty() for n in SETUP_NAMES}
+    out = {"connections": hists["connect"].total}
+    for name, h in hists.items():
+        out[name] = h.summary_ms() if h.total else None
+    return out
+
+
 COUNTER_NAMES = ("scheduled", "sent", "completed", "ok", "shed")
 # Arrival processes whose expected count over a run is rate x duration, up to known noise.
 _COUNTED_ARRIVALS = ("constant", "poisson")
@@ -78,6 +101,8 @@ class IntervalSnapshot:
     # crestline.measure.cpu.
     cpu_s: float = 0.0
     host_busy_s: float | None = None
+    # Set-up of the connections opened in the interval: {SETUP_NAMES name: Hist}.
+    setup: dict = field(default_factory=dict)
 
     @classmethod
     def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
@@ -95,6 +120,9 @@ class IntervalSnapshot:
         snap.by_error = dict(counters["by_error"])
         snap.messages = list(counters["messages"])
         snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists, strict=True)}
+        if "setup" in counters:
+            snap.setup = {name: Hist.from_take(h)
+                          for name, h in zip(SETUP_NAMES, counters["setup"], strict=True)}
         return snap
 
     @property
@@ -118,6 +146,7 @@ class IntervalSnapshot:
             else:
                 self.hists[name] = h.copy()
         add_classes(self.classes, other.classes)
+        add_setup(self.setup, other.setup)
         self.dur_s = max(self.dur_s, other.dur_s)
         self.cpu_s += other.cpu_s
         self.mono_start_ns = self.mono_start_ns or other.mono_start_ns
@@ -180,6 +209,7 @@ class RunResult:
     slo_check: dict | None = None
     # CPUs the client could run on (measure.cpu.host_cores), for the client's CPU summary.
     host_cores: int = 0
+    setup: dict = field(default_factory=dict)
 
     def add(self, snap: IntervalSnapshot) -> None:
         """Fold one (merged) interval into the totals."""
@@ -195,6 +225,7 @@ class RunResult:
         for name, h in snap.hists.items():
             self.hists[name].add(h)
         add_classes(self.classes, snap.classes)
+        add_setup(self.setup, snap.setup)
         if not snap.drain:
             self.load_s = snap.t_s
 
@@ -291,6 +322,8 @@ class RunResult:
             "send_lag_ms": self.hists["send_lag"].summary_ms(),
             "schedule_lag_ms": self.hists["schedule_lag"].summary_ms(),
             "clamped": {n: h.clamped for n, h in self.hists.items()},
+            "connection_setup_ms": setup_summary(self.setup),
+            "tls": tls_summary(self.spec),
             "client_ok": ok,
             "client_problems": reasons,
             "client_cpu": cpu,
@@ -305,3 +338,13 @@ class RunResult:
                for family, hists in self.classes.items()},
             "intervals": [s.to_dict() for s in self.intervals],
         }
+
+
+def tls_summary(spec: dict) -> dict | None:
+    """The result's `tls`: how the run's TLS was set up (None for plain TCP). insecure: the
+    server's certificate was not verified (--insecure), said wherever the result is shown."""
+    url = spec.get("url") or ""
+    if not url.startswith("https://"):
+        return None
+    return {"verify": not spec.get("insecure", False), "insecure": bool(spec.get("insecure")),
+            "cacert": spec.get("cacert"), "client_cert": bool(spec.get("cert"))}

@@ -16,7 +16,7 @@ import msgpack
 
 from crestline.errors import ConfigError
 from crestline.measure.hdr import Hist
-from crestline.measure.result import COUNTER_NAMES, HIST_NAMES, IntervalSnapshot
+from crestline.measure.result import COUNTER_NAMES, HIST_NAMES, SETUP_NAMES, IntervalSnapshot
 
 RUNLOG_FORMAT = "crestline-runlog"
 RUNLOG_VERSION = 1
@@ -40,11 +40,11 @@ class RunlogWriter:
                "drain": snap.drain, "by_error": snap.by_error, "inflight": snap.inflight,
                "queued": snap.queued, "connections": snap.connections,
                "messages": [list(m) for m in snap.messages],
-               # The V2 encoding keeps counts; the exact min, max and clamped count ride beside it.
-               "hists": {name: {"v2": h.encode(), "min_ns": h.min_ns, "max_ns": h.max_ns,
-                                "clamped": h.clamped} for name, h in snap.hists.items()}}
+               "hists": {name: _hist_record(h) for name, h in snap.hists.items()}}
         for name in COUNTER_NAMES:
             rec[name] = getattr(snap, name)
+        if snap.setup:
+            rec["setup"] = {name: _hist_record(h) for name, h in snap.setup.items()}
         if snap.gpu is not None:
             rec["gpu"] = snap.gpu
         if snap.step is not None or snap.rate_rps is not None:
@@ -151,11 +151,17 @@ def _snapshot(rec: dict) -> IntervalSnapshot:
     snap.by_error = dict(rec["by_error"])
     snap.messages = [tuple(m) for m in rec["messages"]]
     snap.hists = {n: _hist(rec["hists"][n]) for n in HIST_NAMES if n in rec["hists"]}
+    snap.setup = {n: _hist(h) for n, h in rec.get("setup", {}).items() if n in SETUP_NAMES}
     snap.gpu = rec.get("gpu")
     snap.step, snap.rate_rps = rec.get("step"), rec.get("rate_rps")
     snap.warmup = rec.get("warmup")
     snap.cpu_s, snap.host_busy_s = rec.get("cpu_s", 0.0), rec.get("host_busy_s")
     return snap
+
+
+def _hist_record(h: Hist) -> dict:
+    # The V2 encoding keeps counts; the exact min, max and clamped count ride beside it.
+    return {"v2": h.encode(), "min_ns": h.min_ns, "max_ns": h.max_ns, "clamped": h.clamped}
 
 
 def _hist(rec: dict) -> Hist:

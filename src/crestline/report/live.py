@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from crestline.measure.result import IntervalSnapshot
+from crestline.measure.result import IntervalSnapshot, tls_summary
 from crestline.slo.parse import slo_text
 
 
@@ -119,6 +119,7 @@ def summary_table(result: dict) -> str:
         f"requests  {req['scheduled']} scheduled, {req['sent']} sent, {req['ok']} ok, "
         f"{req['errors']} errors, {req['shed']} shed")
     rows.append(f"rate      offered {result['offered_rps']:.1f}/s, achieved {result['achieved_rps']:.1f}/s")
+    rows += setup_lines(result)
     if req["errors"]:
         kinds = ", ".join(f"{k} {v}" for k, v in req["by_error"].items() if v)
         rows.append(f"errors    {kinds}")
@@ -155,6 +156,30 @@ def summary_table(result: dict) -> str:
     for w in result.get("warnings", []):
         rows.append(f"warning   {w}")
     return "\n".join(rows)
+
+
+def tls_text(tls: dict) -> str:
+    """How the server was checked (measure.result.tls_summary's dict), --insecure loudly."""
+    return (("INSECURE: the server's certificate was not verified (--insecure)"
+             if tls["insecure"] else "verified against " + (tls["cacert"] or "the system store"))
+            + (", client certificate sent" if tls.get("client_cert") else ""))
+
+
+def setup_lines(result: dict) -> list[str]:
+    """The summary's TLS line (--insecure said loudly) and the connection set-up times."""
+    rows = []
+    tls = result.get("tls")
+    if tls:
+        rows.append("tls       " + tls_text(tls))
+    setup = result.get("connection_setup_ms")
+    if setup and setup["connections"]:
+        parts = [f"{setup['connections']} opened", "connect p50 {p50:.3f} p99 {p99:.3f} ms"
+                 .format(**setup["connect"])]
+        if setup.get("tls_handshake"):
+            parts.append("TLS handshake p50 {p50:.3f} p99 {p99:.3f} ms"
+                         .format(**setup["tls_handshake"]))
+        rows.append("conns     " + ", ".join(parts))
+    return rows
 
 
 VERDICT_COLOURS = {"pass": "32", "fail": "31", "unsure": "33", "invalid": "35"}
@@ -221,7 +246,13 @@ def search_summary(result: dict) -> str:
         lines.append(f"warning: {result['warmup_note']}")
     for w in result.get("warnings", []):
         lines.append(f"warning: {w}")
+    lines += _spec_tls_lines(result)
     return "\n".join(lines)
+
+
+def _spec_tls_lines(result: dict) -> list[str]:
+    tls = tls_summary(result.get("spec") or {})
+    return [f"tls: {tls_text(tls)}"] if tls else []
 
 
 def sweep_table(result: dict) -> str:
@@ -254,4 +285,5 @@ def sweep_table(result: dict) -> str:
     for w in ([result["warmup_note"]] if result.get("warmup_note") else []) + list(
             result.get("warnings") or []):
         lines.append(f"warning: {w}")
+    lines += _spec_tls_lines(result)
     return "\n".join(lines)

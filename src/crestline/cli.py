@@ -179,6 +179,11 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     g.add_argument("--workers", type=int, default=1,
                    help="client processes, each with its share of the schedule and of the "
                    "connections; their interval histograms merge exactly (default 1)")
+    g.add_argument("--cluster", default=None, metavar="ray|ray://HOST:PORT",
+                   help="past one host: engine actors on Ray, started here (ray) or on a "
+                   "running cluster (ray://head:10001); pip install crestline[ray]")
+    g.add_argument("--actors", type=int, default=0, metavar="N",
+                   help="with --cluster: engine actors (default 0: one per CPU of the cluster)")
     if not search:
         g = p.add_argument_group("verdict")
         g.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
@@ -403,6 +408,7 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         timeout_s=parse_duration_s(a.timeout, "--timeout"), method=a.method or "GET",
         headers=[parse_header(h) for h in a.header],
         body=read_body(a.body) if a.body is not None else b"", workers=a.workers,
+        cluster=a.cluster, actors=a.actors,
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
         cacert=a.cacert, insecure=a.insecure, cert=a.cert, key=a.key,
         batch_window_s=_window_s(a.batch_window), redact=a.redact, show_secrets=a.show_secrets,

@@ -146,7 +146,12 @@ async def drive_logged(session: LoadSession, runlog: str | None, header: dict, m
 
 async def open_pool(spec: RunSpec, workload: Workload, arrival: Arrival) -> Pool:
     """The pool the spec asks for: one engine here, or spec.workers engine processes. Raises
-    CrestlineError if a worker process cannot start."""
+    CrestlineError if a worker process cannot start; with spec.cluster, Ray engine actors
+    (crestline.engine.ray), ConfigError if the cluster cannot hold them."""
+    if spec.cluster:
+        from crestline.engine.ray.pool import RayPool
+
+        return await RayPool.open(spec, workload, arrival)
     if spec.workers > 1:
         from crestline.engine.workers import WorkerPool
 

@@ -32,6 +32,7 @@ MAX_INFLIGHT = 10_000_000  # 12 bytes of queue each: 120 MB at the bound
 MAX_WORKERS = 64
 MAX_SPEED = 1000.0
 MAX_SEED = 2**63 - 1
+MAX_ACTORS = 1024
 # Descriptors a process needs besides its connections: stdio, the event loop, pipes, the trace.
 _FD_RESERVE = 64
 # The schemes crestline speaks, and the port each implies.
@@ -79,6 +80,11 @@ class RunSpec:
     # client_ok bounds: scheduler lag p99 and issued-vs-offered ratio (docs/measurement.md).
     max_schedule_lag_p99_ms: float = 1.0
     min_issued_ratio: float = 0.99
+    # Past one host (crestline.engine.ray): "ray" starts a local Ray for the run,
+    # "ray://HOST:PORT" joins a cluster; `actors` engine actors (0: one per CPU of the cluster).
+    # Once the pool opens, `workers` holds the number of actors (each its share of the load).
+    cluster: str | None = None
+    actors: int = 0
     # https:// only (crestline.transport.tls): a CA file instead of the system store, no
     # verification at all (said in every output), a client certificate and key for mTLS.
     cacert: str | None = None
@@ -117,6 +123,7 @@ class RunSpec:
             if not self.speed > 0:
                 raise ConfigError(f"--speed must be positive, got {self.speed!r}")
         self._check_ranges()
+        self._check_cluster()
         for name in ("connections", "max_inflight", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -140,6 +147,29 @@ class RunSpec:
         _ = self.redaction  # a bad --redact pattern is refused here, before any load
         self._check_open_files()
         return self
+
+    def _check_cluster(self) -> None:
+        """--cluster and --actors, before any load."""
+        if self.cluster is None:
+            if self.actors:
+                raise ConfigError(f"--actors {self.actors!r} needs --cluster ray (or "
+                                  "ray://HOST:10001): without a cluster use --workers")
+            return
+        if self.cluster != "ray" and not (isinstance(self.cluster, str)
+                                          and self.cluster.startswith("ray://")
+                                          and len(self.cluster) > len("ray://")):
+            raise ConfigError(f"--cluster {self.cluster!r} is not a Ray address: use ray (a "
+                              "local Ray for the run) or ray://HOST:10001 (a running cluster)")
+        if not isinstance(self.actors, int) or not 0 <= self.actors <= MAX_ACTORS:
+            raise ConfigError(f"--actors {self.actors!r} is out of range (0 to {MAX_ACTORS}; "
+                              "0: one per CPU of the cluster): e.g. --actors 4")
+        if self.workers > 1 and self.workers != self.actors:
+            raise ConfigError(f"--workers {self.workers} does not apply with --cluster: the "
+                              "cluster's actors are the client processes; use --actors N")
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(f"--cluster {self.cluster} needs Ray: pip install crestline[ray]")
 
     def _check_ranges(self) -> None:
         def refuse(option, value, rule, fix):
@@ -169,7 +199,7 @@ class RunSpec:
         """Every connection is a descriptor: past the open-file limit they would fail as
         'connect' errors that look like the server's fault."""
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        per_process = -(-self.connections // self.workers)
+        per_process = -(-self.connections // max(self.workers, self.actors or 1))
         if soft != resource.RLIM_INFINITY and per_process + _FD_RESERVE > soft:
             raise ConfigError(
                 f"--connections {self.connections} needs {per_process + _FD_RESERVE} open files "

@@ -101,6 +101,12 @@ class IntervalSnapshot:
     # crestline.measure.cpu.
     cpu_s: float = 0.0
     host_busy_s: float | None = None
+    # Set by a pool of remote engines (crestline.engine.ray): what went wrong with its members
+    # in this interval (a dead actor, one behind its schedule, clocks that disagree), each a
+    # line naming the member, and each member's own figures. Faults make a run's client_ok
+    # false and a search step invalid.
+    faults: list = field(default_factory=list)
+    members: list | None = None
     # Set-up of the connections opened in the interval: {SETUP_NAMES name: Hist}.
     setup: dict = field(default_factory=dict)
 
@@ -151,6 +157,7 @@ class IntervalSnapshot:
         self.cpu_s += other.cpu_s
         self.mono_start_ns = self.mono_start_ns or other.mono_start_ns
         self.mono_end_ns = max(self.mono_end_ns, other.mono_end_ns)
+        self.faults += [f for f in other.faults if f not in self.faults]
         return self
 
     def to_dict(self) -> dict:
@@ -185,6 +192,10 @@ class IntervalSnapshot:
             d["rate_rps"] = self.rate_rps
         if self.warmup is not None:
             d["warmup"] = self.warmup
+        if self.faults:
+            d["faults"] = list(self.faults)
+        if self.members is not None:
+            d["members"] = self.members
         return d
 
 
@@ -262,6 +273,8 @@ class RunResult:
         server at overload falls behind an open-loop client that keeps its schedule).
         """
         reasons = []
+        for fault in dict.fromkeys(f for s in self.intervals for f in s.faults):
+            reasons.append(fault)
         # A batch window delays slots by design, up to its length.
         bound_ms = self.spec.get("max_schedule_lag_p99_ms", 1.0) + 1e3 * self.spec.get(
             "batch_window_s", 0.0)

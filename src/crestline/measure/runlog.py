@@ -56,6 +56,10 @@ class RunlogWriter:
             # As known when the interval closed: a later re-check that discards steps as
             # warm-up says so in their step records (`discarded`).
             rec["warmup"] = snap.warmup
+        if snap.faults:  # a distributed pool's (crestline.engine.ray)
+            rec["faults"] = list(snap.faults)
+        if snap.members is not None:
+            rec["members"] = snap.members
         self._write(rec)
 
     def record(self, kind: str, data: dict) -> None:
@@ -156,6 +160,7 @@ def _snapshot(rec: dict) -> IntervalSnapshot:
     snap.step, snap.rate_rps = rec.get("step"), rec.get("rate_rps")
     snap.warmup = rec.get("warmup")
     snap.cpu_s, snap.host_busy_s = rec.get("cpu_s", 0.0), rec.get("host_busy_s")
+    snap.faults, snap.members = list(rec.get("faults", ())), rec.get("members")
     return snap
 
 

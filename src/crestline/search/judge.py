@@ -214,6 +214,9 @@ class StepJudge:
         sets how long a step near capacity must run (docs/search.md, "Steady state").
         """
         self._figs.keep_only(intervals)
+        faults = list(dict.fromkeys(f for s in intervals for f in s.faults))
+        if faults:  # a pool member failed (crestline.engine.ray): the client's fault
+            return Verdict("invalid", "; ".join(faults), 0.0, intervals[self.settle:])
         guarded = self._gpu_guard(intervals)
         if guarded:
             return guarded

@@ -18,6 +18,7 @@ from posix.unistd cimport close
 
 from crestline._clock cimport now_ns
 from crestline._hdr cimport HdrRecorder
+from crestline._sse cimport SseScanner
 from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_IDLE, ERR_READ, ERR_TIMEOUT, N_ERR,
                               OUTCOME_OK, Conn, Connector, Owner)
 
@@ -113,6 +114,26 @@ cdef class Core(Owner):
     cdef HdrRecorder setup_tcp
     cdef HdrRecorder setup_tls
 
+    # token streams (SSE responses), recorded at conn_done for the ones that succeeded
+    cdef HdrRecorder ttft           # first token from the intended send time
+    cdef HdrRecorder ttft_sent      # first token from the actual send
+    cdef HdrRecorder itl            # every gap between token events
+    cdef HdrRecorder tpot           # per request: (last token - first) / (tokens - 1)
+    cdef HdrRecorder e2e            # per request: end of the stream from the intended time
+    cdef HdrRecorder out_tokens     # per request: output tokens (a count, not ns)
+    # per-request SLO bounds for goodput, ns (0: no bound of that kind)
+    cdef int64_t good_ttft_ns
+    cdef int64_t good_tpot_ns
+    cdef int64_t good_e2e_ns
+    cdef int64_t c_streams          # streamed responses that succeeded
+    cdef int64_t c_good             # ... and met every per-request bound
+    cdef int64_t c_tokens           # output tokens (the server's usage, else token events)
+    cdef int64_t c_reasoning        # reasoning token events
+    cdef int64_t c_no_token         # succeeded with no token event
+    cdef int64_t c_no_done          # ended without data: [DONE]
+    cdef int64_t c_usage            # carried usage.completion_tokens
+    cdef int64_t c_usage_mismatch   # ... that differs from the token events counted
+
     # interval counters
     cdef int64_t c_scheduled
     cdef int64_t c_sent
@@ -131,9 +152,11 @@ cdef class Core(Owner):
     def __init__(self, loop, str host, int port, list payloads, dict layout, *,
                  int connections, int64_t max_inflight, double timeout_s,
                  double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0,
-                 double batch_window_us=0.0, classes=None, transport=None):
+                 double batch_window_us=0.0, classes=None, transport=None, stream_slo=None):
         """transport: called as transport(loop, host, port, connect_timeout_s) for the
-        Connector of this target (default plain HTTP/1.1, crestline._http1.Http1)."""
+        Connector of this target (default plain HTTP/1.1, crestline._http1.Http1).
+        stream_slo: per-request bounds (ttft_ns, tpot_ns, e2e_ns) a streamed response must
+        meet to count as good (goodput); 0 or None: no bound of that kind."""
         if not payloads:
             raise ValueError("at least one payload is needed")
         connector = (Http1 if transport is None else transport)(
@@ -162,6 +185,15 @@ cdef class Core(Owner):
         self.sched = HdrRecorder(**layout)
         self.setup_tcp = HdrRecorder(**layout)
         self.setup_tls = HdrRecorder(**layout)
+        self.ttft = HdrRecorder(**layout)
+        self.ttft_sent = HdrRecorder(**layout)
+        self.itl = HdrRecorder(**layout)
+        self.tpot = HdrRecorder(**layout)
+        self.e2e = HdrRecorder(**layout)
+        self.out_tokens = HdrRecorder(**layout)
+        if stream_slo is not None:
+            self.good_ttft_ns, self.good_tpot_ns, self.good_e2e_ns = (
+                int(b or 0) for b in stream_slo)
         self.messages = []
         self.rec_a = []
         self.rec_b = []
@@ -236,12 +268,23 @@ cdef class Core(Owner):
             "connections": self.n_open,
             "messages": self.messages,
             "setup": (self.setup_tcp.take(), self.setup_tls.take()),
+            "stream": self._take_stream(),
         }
         if self.has_cls:
             counters["classes"] = ([r.take() for r in self.rec_a], [r.take() for r in self.rec_b])
         self.messages = []
         self._reset_counters()
         return (counters, self.lat.take(), self.svc.take(), self.lag.take(), self.sched.take())
+
+    cdef dict _take_stream(self):
+        return {
+            "streams": self.c_streams, "good": self.c_good, "tokens": self.c_tokens,
+            "reasoning_tokens": self.c_reasoning, "no_token": self.c_no_token,
+            "no_done": self.c_no_done, "usage": self.c_usage,
+            "usage_mismatch": self.c_usage_mismatch,
+            "hists": (self.ttft.take(), self.ttft_sent.take(), self.itl.take(),
+                      self.tpot.take(), self.e2e.take(), self.out_tokens.take()),
+        }
 
     @property
     def inflight(self):
@@ -445,6 +488,8 @@ cdef class Core(Owner):
         self.n_busy -= 1
         if outcome == OUTCOME_OK:
             self.c_ok += 1
+            if conn.sse is not None and conn.sse.active:
+                self._stream_done(conn, conn.sse, now)
         else:
             self._error(outcome, None, status, conn)
         if reuse and not self.closed:
@@ -452,6 +497,41 @@ cdef class Core(Owner):
         else:
             conn.state = CONN_DEAD
             conn.close()
+
+    cdef void _stream_done(self, Conn conn, SseScanner s, int64_t now) noexcept:
+        """Record a streamed response that succeeded (a failed one counts as an error only,
+        so it never pulls TTFT or ITL down)."""
+        cdef int64_t events = s.content_events + s.reasoning_events
+        cdef int64_t tokens, first, tpot_ns = 0, e2e_ns = now - conn.intended_ns
+        cdef Py_ssize_t i
+        self.c_streams += 1
+        self.c_reasoning += s.reasoning_events
+        if not s.done:
+            self.c_no_done += 1
+        tokens = events
+        if s.usage_completion_tokens >= 0:
+            self.c_usage += 1
+            if s.usage_completion_tokens != events:
+                self.c_usage_mismatch += 1
+            tokens = s.usage_completion_tokens
+        self.c_tokens += tokens
+        self.out_tokens.record(tokens)
+        self.e2e.record(e2e_ns)
+        first = s.first_token_ns
+        if first == 0:
+            self.c_no_token += 1
+            return
+        self.ttft.record(first - conn.intended_ns)
+        self.ttft_sent.record(first - conn.sent_ns)
+        for i in range(s.n_gaps):
+            self.itl.record(s.gaps[i])
+        if tokens > 1:
+            tpot_ns = (s.last_token_ns - first) // (tokens - 1)
+            self.tpot.record(tpot_ns)
+        if ((self.good_ttft_ns == 0 or first - conn.intended_ns <= self.good_ttft_ns)
+                and (self.good_tpot_ns == 0 or tpot_ns <= self.good_tpot_ns)
+                and (self.good_e2e_ns == 0 or e2e_ns <= self.good_e2e_ns)):
+            self.c_good += 1
 
     cdef conn_error(self, Conn conn, int kind, str why):
         if conn.state == CONN_BUSY:
@@ -499,6 +579,14 @@ cdef class Core(Owner):
         self.c_completed = 0
         self.c_ok = 0
         self.c_shed = 0
+        self.c_streams = 0
+        self.c_good = 0
+        self.c_tokens = 0
+        self.c_reasoning = 0
+        self.c_no_token = 0
+        self.c_no_done = 0
+        self.c_usage = 0
+        self.c_usage_mismatch = 0
         for i in range(N_ERR):
             self.c_err[i] = 0
             self.c_msgs[i] = 0

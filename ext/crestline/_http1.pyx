@@ -13,6 +13,7 @@ import httptools
 from libc.stdint cimport int64_t
 
 from crestline._clock cimport now_ns
+from crestline._sse cimport SseScanner
 from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_NEW, ERR_CONNECT, ERR_HTTP_4XX,
                               ERR_HTTP_5XX, ERR_PROTOCOL, ERR_TLS, OUTCOME_OK, Conn, Connector,
                               Owner)
@@ -91,6 +92,20 @@ cdef class Http1Conn(Conn):
                                  ERR_HTTP_5XX if status >= 500 else
                                  ERR_HTTP_4XX if status >= 400 else OUTCOME_OK,
                                  status, self.done_keep)
+        if self.sse is not None:
+            self.sse.active = False  # read by the core; the next response starts afresh
+
+    def on_header(self, bytes name, bytes value):
+        # A `text/event-stream` response is a token stream: its body goes to the scanner.
+        if (len(name) == 12 and name.lower() == b"content-type"
+                and value.lstrip()[:17].lower() == b"text/event-stream"):
+            if self.sse is None:
+                self.sse = SseScanner()
+            self.sse.start()
+
+    def on_body(self, bytes body):
+        if self.sse is not None and self.sse.active:
+            self.sse.feed(body, len(body), now_ns())
 
     def on_message_complete(self):
         cdef int status = self.parser.get_status_code()
@@ -103,6 +118,8 @@ cdef class Http1Conn(Conn):
         self.done_ns = now_ns()  # the response's time: when its last byte was parsed
         self.done_status = status
         self.done_keep = self.parser.should_keep_alive()
+        if self.sse is not None and self.sse.active:
+            self.sse.finish(self.done_ns)
 
     def eof_received(self):
         return False

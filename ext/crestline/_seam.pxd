@@ -6,12 +6,15 @@
 #
 # A Conn is one request channel: at most one request outstanding on it. A transport that
 # multiplexes (HTTP/2, gRPC) gives the core one Conn per stream it allows, all sharing one
-# socket, so the core's queue and in-flight bound work unchanged. Token streams (SSE) will add
-# an Owner method for per-token times next to conn_done; nothing here changes for them.
+# socket, so the core's queue and in-flight bound work unchanged. A token stream (SSE) is read
+# by the Conn's SseScanner (crestline._sse), which keeps the response's token times and counts;
+# the core reads it at conn_done, so a failed stream never reaches the token histograms.
 #
 # Times are CLOCK_MONOTONIC int64 ns (crestline._clock.now_ns), stamped by whichever side sees
 # the event first: the core stamps the write, the transport stamps the response.
 from libc.stdint cimport int32_t, int64_t
+
+from crestline._sse cimport SseScanner
 
 
 # Error kinds: indices into crestline.measure.result.ERROR_KINDS (the names live there only;
@@ -49,6 +52,9 @@ cdef class Conn:
     cdef int64_t intended_ns
     cdef int64_t sent_ns
     cdef int32_t pidx
+    # the token stream of the response being read: set by a transport that sees one (active
+    # while that response is read, until conn_done returns), else None
+    cdef SseScanner sse
 
     # Write one rendered request (the core set state, times and pidx just before).
     cdef send(self, object payload)

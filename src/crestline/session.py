@@ -19,6 +19,7 @@ from crestline.engine.workload import Workload
 from crestline.errors import ConfigError
 from crestline.measure.cpu import HostCpu
 from crestline.measure.result import IntervalSnapshot
+from crestline.slo.stream import per_request_ns
 from crestline.telemetry.recorder import GpuTelemetry
 
 
@@ -49,6 +50,8 @@ class LoadSession:
             # Under an SLO the client is late only next to its tightest latency bound: the
             # same rule a search's step verdicts use, so a sweep row and a step agree.
             spec.max_schedule_lag_p99_ms = tolerance_ms
+        if slo is not None:
+            spec.good_stream_ns = per_request_ns(slo.bounds)
         telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, slo)
         workload = Workload.for_spec(spec)  # loads and renders a trace before any load
         arrival = workload.arrival(spec.arrival, None if replay_follows_rate else spec.speed)

@@ -95,6 +95,9 @@ class RunSpec:
     # show_secrets. redact: extra regular expressions over header names.
     redact: list[str] = field(default_factory=list)
     show_secrets: bool = False
+    # Goodput's per-request bounds on token streams (ttft, tpot, e2e ns; 0: none), set from
+    # the SLO by the session (crestline.slo.stream.per_request_ns); None: no goodput bound.
+    good_stream_ns: tuple[int, int, int] | None = None
 
     def validated(self) -> RunSpec:
         """Check every field; return self. Raises ConfigError naming the problem and the fix."""

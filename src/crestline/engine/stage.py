@@ -64,7 +64,8 @@ class Engine:
             connections=connections, max_inflight=max_inflight,
             timeout_s=spec.timeout_s, precise=spec.precise,
             batch_window_us=spec.batch_window_s * 1e6, classes=classes,
-            transport=connector_for(target.scheme, target.host, spec.tls))
+            transport=connector_for(target.scheme, target.host, spec.tls),
+            stream_slo=spec.good_stream_ns)
         self.class_names = class_names
         self._cpu_mark_s = time.process_time()
 

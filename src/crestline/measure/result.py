@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from crestline.measure.cpu import client_cpu_summary
 from crestline.measure.hdr import Hist
-from crestline.measure.oserrors import explain
+from crestline.measure.stream import add_counts, interval_stream, stream_from_core, stream_summary
 
 ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol", "tls")
 HIST_NAMES = ("latency", "service", "send_lag", "schedule_lag")
@@ -110,6 +110,9 @@ class IntervalSnapshot:
     members: list | None = None
     # Set-up of the connections opened in the interval: {SETUP_NAMES name: Hist}.
     setup: dict = field(default_factory=dict)
+    # Token-stream counters (crestline.measure.stream.STREAM_COUNTERS; empty: no stream ended);
+    # the stream histograms are in `hists` under measure.stream.STREAM_HISTS names.
+    stream: dict = field(default_factory=dict)
 
     @classmethod
     def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
@@ -125,11 +128,14 @@ class IntervalSnapshot:
         for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
             setattr(snap, name, int(counters[name]))
         snap.by_error = dict(counters["by_error"])
-        snap.messages = [(kind, explain(msg)) for kind, msg in counters["messages"]]
+        snap.messages = list(counters["messages"])
         snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists, strict=True)}
         if "setup" in counters:
             snap.setup = {name: Hist.from_take(h)
                           for name, h in zip(SETUP_NAMES, counters["setup"], strict=True)}
+        if "stream" in counters:
+            stream_hists, snap.stream = stream_from_core(counters["stream"])
+            snap.hists.update(stream_hists)
         return snap
 
     @property
@@ -154,6 +160,7 @@ class IntervalSnapshot:
                 self.hists[name] = h.copy()
         add_classes(self.classes, other.classes)
         add_setup(self.setup, other.setup)
+        add_counts(self.stream, other.stream)
         self.dur_s = max(self.dur_s, other.dur_s)
         self.cpu_s += other.cpu_s
         self.mono_start_ns = self.mono_start_ns or other.mono_start_ns
@@ -193,6 +200,8 @@ class IntervalSnapshot:
             d["rate_rps"] = self.rate_rps
         if self.warmup is not None:
             d["warmup"] = self.warmup
+        if self.stream:
+            d["stream"] = interval_stream(self.hists, self.stream, self.dur_s)
         if self.faults:
             d["faults"] = list(self.faults)
         if self.members is not None:
@@ -222,6 +231,7 @@ class RunResult:
     # CPUs the client could run on (measure.cpu.host_cores), for the client's CPU summary.
     host_cores: int = 0
     setup: dict = field(default_factory=dict)
+    stream: dict = field(default_factory=dict)  # token-stream counters, summed
 
     def add(self, snap: IntervalSnapshot) -> None:
         """Fold one (merged) interval into the totals."""
@@ -235,9 +245,10 @@ class RunResult:
             if len(kept) < MESSAGES_PER_KIND and msg not in kept:
                 kept.append(msg)
         for name, h in snap.hists.items():
-            self.hists[name].add(h)
+            self.hists.setdefault(name, Hist.empty()).add(h)  # stream hists come with streams
         add_classes(self.classes, snap.classes)
         add_setup(self.setup, snap.setup)
+        add_counts(self.stream, snap.stream)
         if not snap.drain:
             self.load_s = snap.t_s
 
@@ -337,6 +348,8 @@ class RunResult:
             "schedule_lag_ms": self.hists["schedule_lag"].summary_ms(),
             "clamped": {n: h.clamped for n, h in self.hists.items()},
             "connection_setup_ms": setup_summary(self.setup),
+            **stream_summary(self.hists, self.stream, self.load_s,
+                             self.counters["ok"] + errors + self.counters["shed"]),
             "tls": tls_summary(self.spec),
             "client_ok": ok,
             "client_problems": reasons,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from crestline.measure.cpu import client_cpu_summary
 from crestline.measure.hdr import Hist
+from crestline.measure.oserrors import explain
 from crestline.measure.stream import add_counts, interval_stream, stream_from_core, stream_summary
 
 ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol", "tls")
@@ -128,7 +129,7 @@ class IntervalSnapshot:
         for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
             setattr(snap, name, int(counters[name]))
         snap.by_error = dict(counters["by_error"])
-        snap.messages = list(counters["messages"])
+        snap.messages = [(kind, explain(msg)) for kind, msg in counters["messages"]]
         snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists, strict=True)}
         if "setup" in counters:
             snap.setup = {name: Hist.from_take(h)

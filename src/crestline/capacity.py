@@ -78,19 +78,25 @@ async def search_async(spec: RunSpec, config: SearchConfig, *,
     session = await LoadSession.open(spec, slo=config.slo, gpu=gpu, gpu_period_s=gpu_period_s,
                                      replay_follows_rate=True, gpu_only_slo_ok=False,
                                      on_warning=on_warning)
-    # A batch window delays slots on purpose: widen the client-validity bound by it (on a copy:
-    # the caller's config stays as given). The arrival process is what the capacity holds for;
-    # the workers say how much client CPU is saturation.
-    config = dataclasses.replace(config, max_schedule_lag_p99_ms=(
-        spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3),
-        batch_window_ms=spec.batch_window_s * 1e3, arrival=spec.arrival, workers=spec.workers)
+    config = session_config(spec, config)
     header = spec.to_dict() | {"version": __version__, "search": config.to_dict()}
     return await drive_logged(
         session, runlog, header,
-        lambda log: _Search(session, SearchPolicy(config), log, on_step, on_interval), stop)
+        lambda log: SearchDriver(session, SearchPolicy(config), log, on_step, on_interval),
+        stop)
 
 
-class _Search:
+def session_config(spec: RunSpec, config: SearchConfig) -> SearchConfig:
+    """config as a search over an open session of spec runs it (a copy: the caller's stays as
+    given). A batch window delays slots on purpose, so the client-validity bound widens by it;
+    the arrival process is what the capacity holds for; the workers (or actors, once the pool
+    is open) say how much client CPU is saturation."""
+    return dataclasses.replace(config, max_schedule_lag_p99_ms=(
+        spec.max_schedule_lag_p99_ms + spec.batch_window_s * 1e3),
+        batch_window_ms=spec.batch_window_s * 1e3, arrival=spec.arrival, workers=spec.workers)
+
+
+class SearchDriver:
     """One search driving one session's pool: stages at the policy's rates, on warm
     connections, every interval to the policy, the runlog and the caller as it closes."""
 
@@ -104,17 +110,24 @@ class _Search:
         self.stages = 0
         self.interrupted = False
         self.start_ns = monotonic_ns()
+        self.action = None  # the policy's next action; None before the start
 
     async def run(self, stop: asyncio.Event) -> None:
+        while await self.advance(stop):
+            pass
+
+    async def advance(self, stop: asyncio.Event) -> bool:
+        """Carry out the policy's next action: a stage at its rate (ended when the rate
+        changes) or a drain. False once the search is done or `stop` ended it."""
         cfg, spec, policy = self.policy.cfg, self.session.spec, self.policy
         stage_s = cfg.max_step_s + (cfg.settle_intervals + 2) * cfg.interval_s
-        action = policy.start()
-        while not isinstance(action, Done):
+        action = policy.start() if self.action is None else self.action
+        if not isinstance(action, Done):
             if stop.is_set():
                 self.interrupted = True
                 policy.interrupt()
-                break
-            if isinstance(action, Offer):
+                action = Done()
+            elif isinstance(action, Offer):
                 seed = None if spec.seed is None else spec.seed + self.stages
                 self.stages += 1
                 stage = Stage(action.rate_rps, stage_s, seed, loop=True,
@@ -125,7 +138,9 @@ class _Search:
             elif isinstance(action, Drain):
                 waited = await self.session.wait_idle(spec.timeout_s + 1.0)
                 action = policy.on_drained(waited)
+        self.action = action
         self._report_steps()
+        return not isinstance(action, Done)
 
     def _on_snapshot(self, snap: IntervalSnapshot) -> bool:
         """Feed one interval to the policy; True ends the stage (the next step has another
@@ -200,4 +215,4 @@ def search(url: str, slo, *, on_step=None, on_interval=None, runlog=None, gpu=No
                                    on_warning=on_warning))
 
 
-__all__ = ["search", "search_async", "make_config", "Step"]
+__all__ = ["search", "search_async", "make_config", "session_config", "SearchDriver", "Step"]

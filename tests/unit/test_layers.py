@@ -32,6 +32,7 @@ ALLOWED = {
     "api": BASE | {"outputs", "engine", "measure", "session", "slo", "telemetry"},
     "capacity": BASE | {"outputs", "engine", "measure", "session", "slo", "search", "telemetry"},
     "sweep": BASE | {"outputs", "engine", "measure", "session", "slo", "search", "telemetry"},
+    "embed": BASE | {"capacity", "engine", "measure", "session", "search"},
     "cli": BASE | {"outputs", "api", "capacity", "engine", "measure", "report", "servers", "slo",
                    "trace", "search", "telemetry", "session", "sweep"},
     "__main__": {"cli"},

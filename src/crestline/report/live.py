@@ -109,8 +109,11 @@ def summary_table(result: dict) -> str:
         "",
         f"{'':<16}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'mean':>10}",
     ]
+    streams = (("ttft_ms", "ttft ms"), ("ttft_sent_ms", "ttft sent ms"), ("itl_ms", "itl ms"),
+               ("tpot_ms", "tpot ms"), ("e2e_ms", "e2e ms")) if "ttft_ms" in result else ()
     for key, label in (("latency_ms", "latency ms"), ("service_ms", "service ms"),
-                       ("send_lag_ms", "send lag ms"), ("schedule_lag_ms", "sched lag ms")):
+                       ("send_lag_ms", "send lag ms"), ("schedule_lag_ms", "sched lag ms"),
+                       *streams):
         s = result[key]
         rows.append(f"{label:<16}" + "".join(
             f"{s[k]:>10.3f}" for k in ("p50", "p90", "p99", "p999", "max", "mean")))
@@ -119,7 +122,7 @@ def summary_table(result: dict) -> str:
         f"requests  {req['scheduled']} scheduled, {req['sent']} sent, {req['ok']} ok, "
         f"{req['errors']} errors, {req['shed']} shed")
     rows.append(f"rate      offered {result['offered_rps']:.1f}/s, achieved {result['achieved_rps']:.1f}/s")
-    rows += setup_lines(result)
+    rows += setup_lines(result) + stream_lines(result)
     if req["errors"]:
         kinds = ", ".join(f"{k} {v}" for k, v in req["by_error"].items() if v)
         rows.append(f"errors    {kinds}")
@@ -156,6 +159,24 @@ def summary_table(result: dict) -> str:
     for w in result.get("warnings", []):
         rows.append(f"warning   {w}")
     return "\n".join(rows)
+
+
+def stream_lines(result: dict) -> list[str]:
+    """The summary's token-stream line: output tokens, their rate, goodput, how counted."""
+    st = result.get("stream")
+    if not st:
+        return []
+    tok = result["output_tokens"]
+    good = st["goodput_fraction"]
+    line = (f"tokens    {tok['total']:,} output ({tok['per_s'] or 0:,.1f}/s), per request p50 "
+            f"{tok['per_request']['p50']:g}; {st['streams']} streams, goodput "
+            f"{st['goodput_rps'] or 0:.1f}/s" + (f" ({good:.1%})" if good is not None else ""))
+    notes = [f"{st['reasoning_tokens']:,} reasoning" if st["reasoning_tokens"] else "",
+             f"{st['usage_mismatch']} usage != events" if st["usage_mismatch"] else "",
+             f"{st['no_done']} without [DONE]" if st["no_done"] else "",
+             f"{st['no_token']} with no token" if st["no_token"] else ""]
+    notes = [n for n in notes if n]
+    return [line + (f"; {', '.join(notes)}" if notes else "")]
 
 
 def tls_text(tls: dict) -> str:

@@ -27,7 +27,9 @@ cdef enum:
     ERR_HTTP_5XX = 4
     ERR_PROTOCOL = 5
     ERR_TLS = 6     # a TLS handshake or alert failed (certificate, protocol, mTLS refusal)
-    N_ERR = 7
+    # a gRPC response with grpc-status code c (1..16) is kind ERR_GRPC + c - 1
+    ERR_GRPC = 7
+    N_ERR = 23
 
 # conn_done's outcome when the response counts as ok (otherwise an error kind above).
 cdef enum:

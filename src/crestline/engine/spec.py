@@ -32,6 +32,7 @@ MAX_INFLIGHT = 10_000_000  # 12 bytes of queue each: 120 MB at the bound
 MAX_WORKERS = 64
 MAX_SPEED = 1000.0
 MAX_SEED = 2**63 - 1
+MAX_STREAMS = 10_000
 MAX_ACTORS = 1024
 # Descriptors a process needs besides its connections: stdio, the event loop, pipes, the trace.
 _FD_RESERVE = 64
@@ -91,6 +92,10 @@ class RunSpec:
     insecure: bool = False
     cert: str | None = None
     key: str | None = None
+    # HTTP/2 (crestline._h2): prior knowledge for http://, ALPN h2 for https://; `streams`
+    # concurrent streams per connection (at most what the server's SETTINGS allow).
+    http2: bool = False
+    streams: int = 1
     # Secret header values (crestline.redact): sent, but masked in every output unless
     # show_secrets. redact: extra regular expressions over header names.
     redact: list[str] = field(default_factory=list)
@@ -102,6 +107,7 @@ class RunSpec:
     def validated(self) -> RunSpec:
         """Check every field; return self. Raises ConfigError naming the problem and the fix."""
         check_tls_options(self.tls, parse_url(self.url).scheme)
+        self._check_http2()
         self.rate_rps = parse_rate_rps(self.rate_rps, "--rate")
         self.duration_s = parse_duration_s(self.duration_s, "--duration")
         self.interval_s = parse_duration_s(self.interval_s, "--interval")
@@ -197,6 +203,21 @@ class RunSpec:
             refuse("--seed", self.seed, "a whole number from 0 to 2**63-1", "e.g. --seed 7")
         if not 0 < self.speed <= MAX_SPEED:
             refuse("--speed", self.speed, f"above 0, at most {MAX_SPEED:g}", "e.g. --speed 2")
+
+    def _check_http2(self) -> None:
+        """--http2 and --streams, before any load."""
+        if not isinstance(self.streams, int) or not 1 <= self.streams <= MAX_STREAMS:
+            raise ConfigError(f"--streams {self.streams!r} is out of range (1 to "
+                              f"{MAX_STREAMS:,} per connection): e.g. --streams 100")
+        if self.streams > 1 and not self.http2:
+            raise ConfigError(f"--streams {self.streams} applies to HTTP/2 only (HTTP/1.1 "
+                              "carries one request per connection): add --http2, or drop it")
+        if self.http2:
+            import importlib.util
+
+            if importlib.util.find_spec("hpack") is None:
+                raise ConfigError("--http2 needs the hpack package: "
+                                  "pip install crestline[http2]")
 
     def _check_open_files(self) -> None:
         """Every connection is a descriptor: past the open-file limit they would fail as

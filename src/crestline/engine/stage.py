@@ -18,7 +18,7 @@ from crestline.engine.arrivals import chunk_source
 from crestline.engine.spec import RunSpec
 from crestline.measure.hdr import LAYOUT
 from crestline.measure.result import IntervalSnapshot
-from crestline.transport.connect import connector_for
+from crestline.transport.connect import plan_for
 
 monotonic_ns = _core.monotonic_ns
 
@@ -58,13 +58,15 @@ class Engine:
         target = spec.target
         connections, max_inflight = spec.share(worker)
         self.spec = spec
+        plan = plan_for(target.scheme, target.host, spec.tls, http2=spec.http2,
+                        streams=spec.streams)
         self.core = _core.Core(
             asyncio.get_running_loop(), target.host, target.port,
-            payloads or [spec.request_bytes()], LAYOUT,
-            connections=connections, max_inflight=max_inflight,
+            [plan.render(p) for p in payloads or [spec.request_bytes()]], LAYOUT,
+            connections=connections * plan.streams, max_inflight=max_inflight,
             timeout_s=spec.timeout_s, precise=spec.precise,
             batch_window_us=spec.batch_window_s * 1e6, classes=classes,
-            transport=connector_for(target.scheme, target.host, spec.tls),
+            transport=plan.factory,
             stream_slo=spec.good_stream_ns)
         self.class_names = class_names
         self._cpu_mark_s = time.process_time()

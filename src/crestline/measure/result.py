@@ -13,7 +13,14 @@ from crestline.measure.hdr import Hist
 from crestline.measure.oserrors import explain
 from crestline.measure.stream import add_counts, interval_stream, stream_from_core, stream_summary
 
-ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol", "tls")
+# gRPC responses by grpc-status code, 1..16 in order (code 0 is ok).
+GRPC_ERROR_KINDS = tuple("grpc_" + name for name in (
+    "cancelled", "unknown", "invalid_argument", "deadline_exceeded", "not_found",
+    "already_exists", "permission_denied", "resource_exhausted", "failed_precondition",
+    "aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss",
+    "unauthenticated"))
+ERROR_KINDS = ("connect", "timeout", "read", "http_4xx", "http_5xx", "protocol",
+               "tls") + GRPC_ERROR_KINDS
 HIST_NAMES = ("latency", "service", "send_lag", "schedule_lag")
 # Connection set-up times, one per connection opened (kept apart from request latency).
 SETUP_NAMES = ("connect", "tls_handshake")

@@ -1,0 +1,219 @@
+"""A loopback HTTP/2 server for the HTTP/2 and gRPC tests, in its own process (the `h2` package).
+
+    python tests/h2_server.py --port 0 [--tls CERT KEY] [--max-streams N] [--body-bytes B] ...
+
+Prints "listening on HOST:PORT". Plain sockets take prior knowledge (h2c); with --tls, ALPN h2.
+Every request is read to its end (its DATA acknowledged: flow control), then answered with
+--body-bytes of body after --delay-ms, under flow control in its turn. Faults every Nth request
+(counted over the whole server): --stall-every/--stall-ms hold one response while others flow,
+--rst-every resets the stream, --goaway-after sends GOAWAY on the connection after that many
+requests. --grpc answers as a gRPC server (length-prefixed message, grpc-status trailers);
+--grpc-fail-every N answers every Nth call trailers-only with --grpc-fail-code. --log FILE gets
+one line per finished request: the most streams open at once on its connection, the request
+body's bytes, and the connection's number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import ssl
+import sys
+
+import uvloop
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError, StreamClosedError
+from h2.settings import SettingCodes, Settings
+
+COUNT = itertools.count(1)
+CONNS = itertools.count(1)
+
+
+class H2Server(asyncio.Protocol):
+    def __init__(self, a, log):
+        self.a, self.log = a, log
+        self.conn = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        self.body_in: dict[int, int] = {}
+        self.sending: dict[int, memoryview] = {}
+        self.open_now = self.max_open = self.served = 0
+        self.number = next(CONNS)
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        # The limit goes out in the first SETTINGS, as real servers send it.
+        self.conn.local_settings = Settings(
+            client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: self.a.max_streams})
+        self.conn.initiate_connection()
+        self.flush()
+
+    def flush(self):
+        if self.transport is not None:
+            self.transport.write(self.conn.data_to_send())
+
+    def data_received(self, data):
+        try:
+            events = self.conn.receive_data(data)
+        except Exception:  # a protocol error: h2 has queued its GOAWAY
+            self.flush()
+            self.transport.close()
+            return
+        for ev in events:
+            if isinstance(ev, RequestReceived):
+                self.body_in[ev.stream_id] = 0
+                self.open_now += 1
+                self.max_open = max(self.max_open, self.open_now)
+            elif isinstance(ev, DataReceived):
+                self.body_in[ev.stream_id] = self.body_in.get(ev.stream_id, 0) + len(ev.data)
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, StreamEnded):
+                self.on_request(ev.stream_id)
+            elif isinstance(ev, WindowUpdated):
+                self.send_pending()
+            elif isinstance(ev, StreamReset):
+                self.sending.pop(ev.stream_id, None)
+                self.open_now -= 1
+            elif isinstance(ev, ConnectionTerminated):
+                self.transport.close()
+        self.flush()
+
+    def on_request(self, sid):
+        n = next(COUNT)
+        a = self.a
+        self.served += 1
+        if a.log:
+            self.log.write(f"max_open={self.max_open} body={self.body_in.get(sid, 0)} "
+                           f"conn={self.number}\n")
+            self.log.flush()
+        if a.goaway_after and self.served == a.goaway_after:
+            # This stream is answered; streams after it are not processed. The socket closes
+            # a moment later, as a server restarting would.
+            self.respond(sid, n)
+            self.conn.close_connection(ErrorCodes.NO_ERROR, last_stream_id=sid)
+            self.flush()
+            asyncio.get_running_loop().call_later(0.05, self.transport.close)
+            return
+        if a.rst_every and n % a.rst_every == 0:
+            self.conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
+            self.open_now -= 1
+            return
+        self.respond_later(sid, n)
+
+    def respond_later(self, sid, n):
+        a = self.a
+        delay_s = a.delay_ms / 1000
+        if a.stall_every and n % a.stall_every == 0:
+            delay_s += a.stall_ms / 1000
+        if delay_s > 0:
+            asyncio.get_running_loop().call_later(delay_s, self.respond, sid, n)
+        else:
+            self.respond(sid, n)
+
+    def respond(self, sid, n):
+        a = self.a
+        try:
+            if a.grpc and a.grpc_fail_every and n % a.grpc_fail_every == 0:
+                self.conn.send_headers(sid, [(b":status", b"200"),
+                                             (b"content-type", b"application/grpc"),
+                                             (b"grpc-status", str(a.grpc_fail_code).encode()),
+                                             (b"grpc-message", b"injected failure")],
+                                       end_stream=True)
+                self.open_now -= 1
+            elif a.grpc:
+                self.conn.send_headers(sid, [(b":status", b"200"),
+                                             (b"content-type", b"application/grpc")])
+                msg = b"\x08\x01" * (a.body_bytes // 2)
+                self.queue(sid, b"\x00" + len(msg).to_bytes(4, "big") + msg)
+            else:
+                self.conn.send_headers(sid, [(b":status", str(a.status).encode()),
+                                             (b"content-length", str(a.body_bytes).encode()),
+                                             (b"server", b"crestline-h2-test")],
+                                       end_stream=a.body_bytes == 0)
+                if a.body_bytes:
+                    self.queue(sid, b"x" * a.body_bytes)
+                else:
+                    self.open_now -= 1
+        except (StreamClosedError, ProtocolError):
+            pass  # the client reset it meanwhile (its timeout), or the connection is going
+        self.flush()
+
+    def queue(self, sid, body):
+        self.sending[sid] = memoryview(body)
+        self.send_pending()
+
+    def send_pending(self):
+        for sid, rest in list(self.sending.items()):
+            try:
+                while rest:
+                    room = min(self.conn.local_flow_control_window(sid),
+                               self.conn.max_outbound_frame_size)
+                    if room <= 0:
+                        break
+                    self.conn.send_data(sid, rest[:room].tobytes())
+                    rest = rest[room:]
+                if rest:
+                    self.sending[sid] = rest
+                    continue
+                del self.sending[sid]
+                if self.a.grpc:
+                    self.conn.send_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
+                else:
+                    self.conn.end_stream(sid)
+                self.open_now -= 1
+            except StreamClosedError:
+                self.sending.pop(sid, None)
+        self.flush()
+
+    def connection_lost(self, exc):
+        self.transport = None
+
+
+async def serve(a):
+    log = open(a.log, "a") if a.log else None
+    ctx = None
+    if a.tls:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(*a.tls)
+        ctx.set_alpn_protocols(a.alpn.split(","))
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(lambda: H2Server(a, log), "127.0.0.1", a.port, ssl=ctx)
+    host, port = srv.sockets[0].getsockname()[:2]
+    print(f"listening on {host}:{port}", flush=True)
+    await asyncio.sleep(a.max_seconds)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--alpn", default="h2", help="protocols the TLS server offers")
+    p.add_argument("--max-streams", type=int, default=100)
+    p.add_argument("--status", type=int, default=200)
+    p.add_argument("--body-bytes", type=int, default=2)
+    p.add_argument("--delay-ms", type=float, default=0.0)
+    p.add_argument("--stall-every", type=int, default=0)
+    p.add_argument("--stall-ms", type=float, default=0.0)
+    p.add_argument("--rst-every", type=int, default=0)
+    p.add_argument("--goaway-after", type=int, default=0)
+    p.add_argument("--grpc", action="store_true")
+    p.add_argument("--grpc-fail-every", type=int, default=0)
+    p.add_argument("--grpc-fail-code", type=int, default=14)
+    p.add_argument("--log", default=None)
+    uvloop.run(serve(p.parse_args()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,3 +76,18 @@ def test_summary_counts_tokens_both_ways():
     assert (d["stream"]["usage_counted"], d["stream"]["events_counted"]) == (1, 1)
     assert d["stream"]["usage_mismatch"] == 1 and d["ttft_ms"]["max"] == pytest.approx(3.0)
     assert stream_summary(h, {"streams": 0}, 2.0, 4) == {}
+
+
+def test_stream_figures_survive_the_runlog(tmp_path):
+    from crestline.measure.runlog import RunlogWriter, read_runlog
+
+    snap = _snap(0, 20.0, n=50)
+    snap.hists["itl"] = Hist.from_values(np.arange(1, 400) * 100_000)
+    log = RunlogWriter(str(tmp_path / "r.runlog"), {"url": "http://127.0.0.1:1/"}, 0.0)
+    log.interval(snap)
+    log.close()
+    _, (back,), _ = read_runlog(str(tmp_path / "r.runlog"))
+    assert back.stream == snap.stream
+    for name in ("ttft", "itl"):
+        assert back.hists[name].total == snap.hists[name].total
+        assert back.hists[name].max_ns == snap.hists[name].max_ns

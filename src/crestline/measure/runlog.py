@@ -17,6 +17,7 @@ import msgpack
 from crestline.errors import ConfigError
 from crestline.measure.hdr import Hist
 from crestline.measure.result import COUNTER_NAMES, HIST_NAMES, SETUP_NAMES, IntervalSnapshot
+from crestline.measure.stream import STREAM_HISTS
 
 RUNLOG_FORMAT = "crestline-runlog"
 RUNLOG_VERSION = 1
@@ -45,6 +46,8 @@ class RunlogWriter:
             rec[name] = getattr(snap, name)
         if snap.setup:
             rec["setup"] = {name: _hist_record(h) for name, h in snap.setup.items()}
+        if snap.stream:
+            rec["stream"] = snap.stream  # its histograms are in hists, by STREAM_HISTS name
         if snap.gpu is not None:
             rec["gpu"] = snap.gpu
         if snap.step is not None or snap.rate_rps is not None:
@@ -154,7 +157,9 @@ def _snapshot(rec: dict) -> IntervalSnapshot:
         setattr(snap, name, rec[name])
     snap.by_error = dict(rec["by_error"])
     snap.messages = [tuple(m) for m in rec["messages"]]
-    snap.hists = {n: _hist(rec["hists"][n]) for n in HIST_NAMES if n in rec["hists"]}
+    snap.hists = {n: _hist(rec["hists"][n]) for n in HIST_NAMES + STREAM_HISTS
+                  if n in rec["hists"]}
+    snap.stream = dict(rec.get("stream", {}))
     snap.setup = {n: _hist(h) for n, h in rec.get("setup", {}).items() if n in SETUP_NAMES}
     snap.gpu = rec.get("gpu")
     snap.step, snap.rate_rps = rec.get("step"), rec.get("rate_rps")

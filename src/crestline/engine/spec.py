@@ -37,7 +37,8 @@ MAX_ACTORS = 1024
 # Descriptors a process needs besides its connections: stdio, the event loop, pipes, the trace.
 _FD_RESERVE = 64
 # The schemes crestline speaks, and the port each implies.
-DEFAULT_PORTS = {"http": 80, "https": 443}
+# call://NAME: a registered async function in place of a server (crestline.transport.callable).
+DEFAULT_PORTS = {"http": 80, "https": 443, "call": 0}
 # RFC 9110 token characters: what a header name may be made of.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # A header value: visible ASCII, space and tab (obs-text is refused: no charset is defined).
@@ -107,6 +108,11 @@ class RunSpec:
     def validated(self) -> RunSpec:
         """Check every field; return self. Raises ConfigError naming the problem and the fix."""
         check_tls_options(self.tls, parse_url(self.url).scheme)
+        if self.target.scheme == "call":
+            from crestline.transport.callable import check_call_spec, lookup
+
+            lookup(self.target.host)
+            check_call_spec(self.workers, self.cluster)
         self._check_http2()
         self.rate_rps = parse_rate_rps(self.rate_rps, "--rate")
         self.duration_s = parse_duration_s(self.duration_s, "--duration")
@@ -374,6 +380,8 @@ def parse_header(arg: str) -> tuple[str, str]:
 
 async def preflight(target: Target, timeout_s: float = 3.0) -> None:
     """Open and close one TCP connection to the target. Raises ConfigError when it fails."""
+    if target.scheme == "call":
+        return  # a function in this process: nothing to reach
     try:
         _, writer = await asyncio.wait_for(
             asyncio.open_connection(target.host, target.port), timeout_s)

@@ -32,6 +32,10 @@ def plan_for(scheme: str, host: str, tls: TlsOptions, *, http2: bool = False,
     """The Plan for a URL's scheme and host. https: one SSLContext shared by the connections,
     the URL's host sent as SNI and checked against the certificate; ALPN offers h2 with
     http2, else http/1.1. http2: every request rendered once as HTTP/2 frames."""
+    if scheme == "call":
+        from crestline.transport.callable import body_of, factory
+
+        return Plan(factory(host), 1, body_of)
     ssl_ctx = None
     if scheme == "https":
         ssl_ctx = client_context(tls, alpn=("h2",) if http2 else ("http/1.1",))

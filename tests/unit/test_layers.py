@@ -33,6 +33,7 @@ ALLOWED = {
     "capacity": BASE | {"outputs", "engine", "measure", "session", "slo", "search", "telemetry"},
     "sweep": BASE | {"outputs", "engine", "measure", "session", "slo", "search", "telemetry"},
     "embed": BASE | {"capacity", "engine", "measure", "session", "search"},
+    "pytest_plugin": BASE | {"api", "capacity", "embed", "engine", "report"},
     "cli": BASE | {"outputs", "api", "capacity", "engine", "measure", "report", "servers", "slo",
                    "trace", "search", "telemetry", "session", "sweep"},
     "__main__": {"cli"},

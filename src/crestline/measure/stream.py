@@ -35,6 +35,30 @@ def goodput_fraction(counts: dict, ended: int) -> float | None:
     return counts.get("good", 0) / ended if ended else None
 
 
+def pool_stream(snaps) -> tuple[dict, dict]:
+    """(histograms by name, counters) of the stream figures of IntervalSnapshots, added
+    exactly (histogram counts add); ({}, {}) when none of them streamed."""
+    hists: dict = {}
+    counts: dict = {}
+    for s in snaps:
+        if not s.stream:
+            continue
+        add_counts(counts, s.stream)
+        for name in STREAM_HISTS:
+            if name in s.hists:
+                hists.setdefault(name, Hist.empty()).add(s.hists[name])
+    return hists, counts
+
+
+def stream_of(snaps, load_s: float) -> dict:
+    """The stream keys of a search step or a sweep row (the run result's, stream_summary) over
+    its measured intervals: load_s the seconds they cover, goodput over the requests that
+    ended in them. Empty when nothing streamed."""
+    hists, counts = pool_stream(snaps)
+    ended = sum(s.ok + s.errors + s.shed for s in snaps)
+    return stream_summary(hists, counts, load_s, ended)
+
+
 def _pct_ms(h: Hist) -> dict:
     s = h.summary_ms()
     return {k: s[k] for k in ("p50", "p90", "p99", "p999", "max", "mean")}

@@ -179,6 +179,17 @@ def stream_lines(result: dict) -> list[str]:
     return [line + (f"; {', '.join(notes)}" if notes else "")]
 
 
+def stream_brief(d: dict) -> str:
+    """A search step's or a sweep row's token-stream figures in one short clause ('' when it
+    did not stream): TTFT and ITL p99, output tokens/s, goodput."""
+    if not d.get("stream"):
+        return ""
+    good = d["stream"]["goodput_fraction"]
+    return (f"ttft p99 {d['ttft_ms']['p99']:.3g} ms  itl p99 {d['itl_ms']['p99']:.3g} ms  "
+            f"{d['output_tokens']['per_s'] or 0:,.0f} tok/s"
+            + (f"  goodput {good:.1%}" if good is not None else ""))
+
+
 def tls_text(tls: dict) -> str:
     """How the server was checked (measure.result.tls_summary's dict), --insecure loudly."""
     return (("INSECURE: the server's certificate was not verified (--insecure)"
@@ -221,9 +232,11 @@ def search_step_line(number: int, step: dict, policy) -> str:
         gpu_text = f"  gpu {gpu['util_pct']:.0f}%"
         if gpu.get("rps_per_w"):
             gpu_text += f" {gpu['power_w']:.0f}W {gpu['rps_per_w']:.3g} rps/W"
+    stream = stream_brief(step)
     return (f"step {number:>2} {step['phase']:<8} {step['rate_rps']:>10,.0f} rps  "
             f"{step['verdict']:<7} p50 {lat['p50']:.3g} ms  p99 {lat['p99']:.3g} ms  "
-            f"{step['measured_s']:.0f}s  bracket {bracket}{warm}{gpu_text}  {step['why']}")
+            + (f"{stream}  " if stream else "")
+            + f"{step['measured_s']:.0f}s  bracket {bracket}{warm}{gpu_text}  {step['why']}")
 
 
 def search_summary(result: dict) -> str:
@@ -290,12 +303,14 @@ def sweep_table(result: dict) -> str:
         lat = row.get("latency_ms") or {}
         met = {True: "yes", False: "NO"}.get(row.get("slo_met"), "-")
         client = "" if row.get("client_ok", True) else "  client fell behind"
+        stream = stream_brief(row)
         lines.append(
             f"{row['rate_rps']:>10,.0f} {row['offered_rps']:>10,.0f} "
             f"{row['achieved_rps']:>10,.0f} "
             + " ".join(f"{lat.get(k, 0):>{w}.3g}" for k, w in
                        (("p50", 8), ("p90", 8), ("p99", 8), ("p999", 9), ("max", 8)))
-            + f" {100 * (row.get('error_rate') or 0):>8.3g} {met:>4}{client}")
+            + f" {100 * (row.get('error_rate') or 0):>8.3g} {met:>4}{client}"
+            + (f"  {stream}" if stream else ""))
     lines.append("")
     if result.get("crossing_note"):
         lines.append(result["crossing_note"])

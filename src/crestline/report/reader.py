@@ -22,7 +22,7 @@ from crestline.errors import ConfigError
 from crestline.measure.hdr import Hist
 from crestline.measure.result import RunResult
 from crestline.measure.runlog import HdrLogWriter, RunlogContents, RunlogError, load_runlog
-from crestline.report.live import search_summary, summary_table, sweep_table
+from crestline.report.live import search_summary, stream_brief, summary_table, sweep_table
 from crestline.search.result import capacity_step, search_result, step_discarded
 from crestline.search.sweep import config_from_dict, sweep_result, sweep_row, warmup_note
 from crestline.slo.parse import slo_text
@@ -350,7 +350,7 @@ def _search_text(result: dict) -> str:
             f"{'-' if ach is None else format(ach, ',.0f'):>12} {_num(lat.get('p50')):>8} "
             f"{_num(lat.get('p99')):>8} {_num(lat.get('p999')):>9} "
             f"{100 * (s.get('error_rate') or 0):>8.3g} {s.get('measured_s') or 0:>10.1f}  "
-            f"{s.get('why', '')}")
+            + (f"{stream_brief(s)}  " if s.get("stream") else "") + f"{s.get('why', '')}")
     return "\n".join(lines) + "\n" + search_summary(result)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from crestline.measure.hdr import Hist
 from crestline.measure.result import IntervalSnapshot, add_classes
+from crestline.measure.stream import stream_of
 from crestline.search.judge import StepJudge, Verdict
 from crestline.search.result import DISCARDED_WHY, search_result
 from crestline.search.warmup import is_warm
@@ -107,6 +108,8 @@ class Step:
             "margin": v.margin if v else None,
             "distribution_ms": lat.distribution_ms(),
             "gpu": efficiency([s.gpu for s in measured], achieved_rps),
+            # token streams: TTFT/ITL/TPOT/e2e, tokens/s and goodput at this rate
+            **stream_of(measured, sum(s.dur_s for s in measured)),
             # with a trace: which requests were slow at this rate
             **{family: {name: {"completed": h.total, "latency_ms": dict(zip(
                 ("p50", "p99"), (v / 1e6 for v in h.capped_values_at((50.0, 99.0))),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from crestline.errors import ConfigError
 from crestline.measure.result import RunResult
+from crestline.measure.stream import stream_of
 from crestline.slo.bound import Pool
 from crestline.slo.evaluate import evaluate
 from crestline.slo.parse import Slo, parse_slo
@@ -202,6 +203,8 @@ def sweep_row(rate_rps: float, snaps: list, spec: dict, settle_intervals: int,
         "slo_met": None,
         "terms": [],
         "distribution_ms": res.hists["latency"].distribution_ms(),
+        # token streams: TTFT/ITL/TPOT/e2e, tokens/s and goodput at this rate
+        **stream_of(kept, res.load_s),
     }
     if slo is not None:
         names = tuple(dict.fromkeys(("latency",) + tuple(b.hist_name for b in

@@ -1,0 +1,61 @@
+"""Token-stream figures where results are read: sweep rows and their runlog rebuild, the text
+tables, against the demo LLM server whose capacity its own model gives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_process import crestline
+from servers import Target
+
+from crestline.servers.llm_batch import CostModel
+
+LLM = "crestline.servers.llm"
+# 8 sequences at once, 5 ms a step, no prefill cost: 10-token replies at 160 rps at most.
+COST = CostModel(max_batch=8, step_ms=5, step_ms_per_seq=0, prefill_ms_per_token=0)
+FLAGS = ("--max-batch", "8", "--step-ms", "5", "--step-ms-per-seq", "0",
+         "--prefill-ms-per-token", "0")
+
+
+@pytest.fixture
+def llm():
+    server = Target(*FLAGS, module=LLM, max_seconds=120)
+    yield server
+    server.stop()
+
+
+def chat_body(tmp_path, tokens: int = 10):
+    body = tmp_path / "chat.json"
+    body.write_text(json.dumps({"model": "m", "stream": True, "max_tokens": tokens,
+                                "ignore_eos": True, "stream_options": {"include_usage": True},
+                                "messages": [{"role": "user", "content": "a b c d"}]}))
+    return body
+
+
+def test_sweep_rows_carry_stream_figures_and_rebuild_from_the_runlog(llm, tmp_path):
+    over = 2 * COST.capacity_rps(4, 10)  # 320 rps: the batch is full, requests queue
+    out, runlog = tmp_path / "s.json", tmp_path / "s.runlog"
+    p = crestline("sweep", llm.url + "v1/chat/completions", "--method", "POST", "-H",
+                  "Content-Type: application/json", "--body", f"@{chat_body(tmp_path)}",
+                  "--rates", f"20,{over:g}", "--step-duration", "2s", "--interval", "0.5s",
+                  "--warmup", "none", "--slo", "ttft_p99=100ms", "--slo", "goodput=90%",
+                  "--seed", "1", "--timeout", "30s", "--out", out, "--runlog", runlog, timeout=120)
+    assert p.returncode in (0, 1), p.stderr[-3000:]
+    r = json.loads(out.read_text())
+    low, high = r["rows"]
+    for row in (low, high):
+        assert set(row["ttft_ms"]) >= {"p50", "p99", "max"} and row["stream"]["streams"] > 0
+        assert row["itl_ms"]["p50"] > 0 and row["tpot_ms"]["p50"] > 0
+    # below capacity: 10 tokens per reply at the offered rate, every stream good
+    assert low["output_tokens"]["per_s"] == pytest.approx(10 * low["achieved_rps"], rel=0.15)
+    assert low["stream"]["goodput_fraction"] > 0.95 and low["slo_met"] is True
+    # twice over capacity: the queue shows in TTFT from the intended send, and goodput falls
+    assert high["ttft_ms"]["p99"] > 100 > low["ttft_ms"]["p99"], (low, high)
+    assert high["stream"]["goodput_fraction"] < low["stream"]["goodput_fraction"]
+    assert high["slo_met"] is False
+    # the table shows them; a report from the runlog rebuilds the same rows
+    assert "ttft p99" in p.stdout and "tok/s" in p.stdout and "goodput" in p.stdout
+    p = crestline("report", runlog, "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["rows"] == r["rows"]

@@ -17,6 +17,7 @@ request, and a request timed out by the core is reset with RST_STREAM(CANCEL).
 """
 import asyncio
 import socket
+from urllib.parse import unquote
 
 from libc.stdint cimport int32_t, int64_t, uint32_t
 from libc.string cimport memcpy
@@ -145,8 +146,9 @@ cdef class H2Stream(Conn):
         if code > 0:
             name = GRPC_CODES[code] if code < len(GRPC_CODES) else f"code {code}"
             msg = self.grpc_message
-            return f"grpc-status {code} {name}" + (f": {msg.decode('utf-8', 'replace')}"
-                                                   if msg else "")
+            # grpc-message is percent-encoded UTF-8 (gRPC's PROTOCOL-HTTP2.md)
+            return f"grpc-status {code} {name}" + (
+                f": {unquote(msg.decode('ascii', 'replace'))}" if msg else "")
         return f"HTTP {status}"
 
 

@@ -118,8 +118,8 @@ steps) and GPU efficiency at capacity; two runs compare rates, percentiles and e
 
 
 def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
-    p.add_argument("url", help="http:// or https:// URL of the target (loopback or your own "
-                   "servers)")
+    p.add_argument("url", help="http://, https://, grpc:// or grpcs:// URL of the target "
+                   "(loopback or your own servers)")
     g = p.add_argument_group("traffic")
     if not search:
         g.add_argument("--rate", default=None,
@@ -169,13 +169,16 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
                    help="client certificate (PEM) for servers that require one (mTLS)")
     g.add_argument("--key", metavar="FILE", default=None,
                    help="the --cert's private key (PEM), unless the --cert file holds it")
-    g = p.add_argument_group("http/2")
+    g = p.add_argument_group("http/2 and grpc")
     g.add_argument("--http2", action="store_true",
                    help="speak HTTP/2: prior knowledge (h2c) for http://, ALPN h2 for "
                    "https:// (pip install crestline[http2])")
     g.add_argument("--streams", type=int, default=1, metavar="N",
                    help="with --http2: concurrent streams per connection, at most what the "
                    "server allows (default 1)")
+    g.add_argument("--model", default=None, metavar="NAME",
+                   help="grpc://.../inference.GRPCInferenceService/ModelInfer with a KServe v2 "
+                   "JSON --body: the model to call")
     g = p.add_argument_group("client")
     g.add_argument("--connections", type=int, default=64,
                    help="most keep-alive connections, opened on demand (default 64)")
@@ -418,7 +421,7 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         cluster=a.cluster, actors=a.actors,
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
         cacert=a.cacert, insecure=a.insecure, cert=a.cert, key=a.key,
-        http2=a.http2, streams=a.streams,
+        http2=a.http2, streams=a.streams, model=a.model,
         batch_window_s=_window_s(a.batch_window), redact=a.redact, show_secrets=a.show_secrets,
     ).validated()
 

@@ -5,53 +5,28 @@ among flowing ones, a timeout as a stream reset, and servers that do not speak H
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
 import crestline
 
 pytest.importorskip("h2")
 pytest.importorskip("cryptography")
-from tls_certs import make_certs  # noqa: E402  (tests/ is on sys.path)
+from script_server import ScriptServer  # noqa: E402  (tests/ is on sys.path)
+from servers import stopped_at_teardown  # noqa: E402
+from tls_certs import make_certs  # noqa: E402
 
-SERVER = pathlib.Path(__file__).parent.parent / "h2_server.py"
 
-
-class H2Server:
+class H2Server(ScriptServer):
     """tests/h2_server.py in its own process."""
 
     def __init__(self, *flags: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER), "--port", "0", "--max-seconds", "60", *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise RuntimeError(f"h2 server did not start: {line!r} {self.proc.stderr.read()}")
-        self.port = int(line.rsplit(":", 1)[1])
+        super().__init__("h2_server.py", *flags)
         self.url = f"http://127.0.0.1:{self.port}/v1/score"
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 @pytest.fixture
 def h2_server():
-    made = []
-
-    def start(*flags):
-        made.append(H2Server(*flags))
-        return made[-1]
-
-    yield start
-    for s in made:
-        s.stop()
+    yield from stopped_at_teardown(H2Server)
 
 
 @pytest.fixture(scope="module")

@@ -4,41 +4,23 @@ a `tls` error; handshake time recorded apart from request latency."""
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
-import sys
-
 import pytest
 
 import crestline
 from crestline.errors import ConfigError
 
 pytest.importorskip("cryptography")
-from tls_certs import make_certs  # noqa: E402  (tests/ is on sys.path)
+from script_server import ScriptServer  # noqa: E402  (tests/ is on sys.path)
+from servers import stopped_at_teardown  # noqa: E402
+from tls_certs import make_certs  # noqa: E402
 
-SERVER = pathlib.Path(__file__).parent.parent / "tls_server.py"
 
-
-class TlsServer:
+class TlsServer(ScriptServer):
     """tests/tls_server.py in its own process."""
 
     def __init__(self, pair, *flags: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER), "--port", "0", "--max-seconds", "60",
-             "--cert", pair.cert, "--key", pair.key, *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("listening on "):
-            self.proc.kill()
-            raise RuntimeError(f"TLS server did not start: {line!r} {self.proc.stderr.read()}")
-        self.port = int(line.rsplit(":", 1)[1])
+        super().__init__("tls_server.py", "--cert", pair.cert, "--key", pair.key, *flags)
         self.url = f"https://127.0.0.1:{self.port}/"
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +30,7 @@ def certs(tmp_path_factory):
 
 @pytest.fixture
 def tls_server():
-    made = []
-
-    def start(pair, *flags):
-        made.append(TlsServer(pair, *flags))
-        return made[-1]
-
-    yield start
-    for s in made:
-        s.stop()
+    yield from stopped_at_teardown(TlsServer)
 
 
 def _run(url, **kw):

@@ -14,6 +14,7 @@ from crestline import __version__
 from crestline.engine.arrivals import ARRIVALS
 from crestline.errors import ConfigError
 from crestline.redact import Redaction
+from crestline.transport.grpc_body import GrpcCall, check_grpc_path, grpc_call
 from crestline.transport.tls import TlsOptions, check_tls_options
 from crestline.units import parse_duration_s, parse_rate_rps
 
@@ -39,6 +40,8 @@ _FD_RESERVE = 64
 # The schemes crestline speaks, and the port each implies.
 # call://NAME: a registered async function in place of a server (crestline.transport.callable).
 DEFAULT_PORTS = {"http": 80, "https": 443, "call": 0}
+# gRPC over HTTP/2 (crestline.transport.grpc_body): no default port, the URL gives it.
+GRPC_SCHEMES = ("grpc", "grpcs")
 # RFC 9110 token characters: what a header name may be made of.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # A header value: visible ASCII, space and tab (obs-text is refused: no charset is defined).
@@ -97,6 +100,9 @@ class RunSpec:
     # concurrent streams per connection (at most what the server's SETTINGS allow).
     http2: bool = False
     streams: int = 1
+    # grpc:// and grpcs:// (HTTP/2 implied): the ModelInfer model, when the body is the
+    # KServe v2 JSON request (crestline.transport.grpc_body).
+    model: str | None = None
     # Secret header values (crestline.redact): sent, but masked in every output unless
     # show_secrets. redact: extra regular expressions over header names.
     redact: list[str] = field(default_factory=list)
@@ -113,6 +119,11 @@ class RunSpec:
 
             lookup(self.target.host)
             check_call_spec(self.workers, self.cluster)
+        if self.target.scheme in GRPC_SCHEMES:
+            self._check_grpc()
+        elif self.model is not None:
+            raise ConfigError(f"--model {self.model!r} applies to grpc:// URLs (ModelInfer "
+                              "from a KServe v2 JSON body): drop it")
         self._check_http2()
         self.rate_rps = parse_rate_rps(self.rate_rps, "--rate")
         self.duration_s = parse_duration_s(self.duration_s, "--duration")
@@ -210,6 +221,24 @@ class RunSpec:
         if not 0 < self.speed <= MAX_SPEED:
             refuse("--speed", self.speed, f"above 0, at most {MAX_SPEED:g}", "e.g. --speed 2")
 
+    def _check_grpc(self) -> None:
+        """A gRPC URL: its method path, one message, HTTP/2; the message is built here once
+        so a bad body is refused before load."""
+        check_grpc_path(self.target.path, self.url)
+        if self.trace:
+            raise ConfigError("--trace with a gRPC URL is not supported yet: give the request "
+                              "message with --body @req.pb (or a KServe v2 JSON request)")
+        self.http2 = True
+        self.method = "POST"
+        self.grpc_call()
+
+    def grpc_call(self) -> GrpcCall | None:
+        """What a gRPC run sends (None for HTTP URLs). Raises ConfigError."""
+        t = self.target
+        if t.scheme not in GRPC_SCHEMES:
+            return None
+        return grpc_call(t.path, t.host_header, self.body, self.model, self.headers)
+
     def _check_http2(self) -> None:
         """--http2 and --streams, before any load."""
         if not isinstance(self.streams, int) or not 1 <= self.streams <= MAX_STREAMS:
@@ -222,7 +251,7 @@ class RunSpec:
             import importlib.util
 
             if importlib.util.find_spec("hpack") is None:
-                raise ConfigError("--http2 needs the hpack package: "
+                raise ConfigError("HTTP/2 (--http2, grpc://) needs the hpack package: "
                                   "pip install crestline[http2]")
 
     def _check_open_files(self) -> None:
@@ -318,9 +347,12 @@ def parse_url(url: str) -> Target:
         port = parts.port
     except ValueError as exc:
         raise ConfigError(f"malformed URL {url!r}: {exc}") from None
-    if parts.scheme not in DEFAULT_PORTS:
-        raise ConfigError(f"malformed URL {url!r}: it must start with http:// or https://, "
-                          "e.g. http://127.0.0.1:8000/")
+    if parts.scheme not in DEFAULT_PORTS and parts.scheme not in GRPC_SCHEMES:
+        raise ConfigError(f"malformed URL {url!r}: it must start with http://, https://, "
+                          "grpc:// or grpcs://, e.g. http://127.0.0.1:8000/")
+    if parts.scheme in GRPC_SCHEMES and port is None:
+        raise ConfigError(f"{url!r}: a gRPC URL needs its port, e.g. grpc://127.0.0.1:8001/"
+                          "inference.GRPCInferenceService/ModelInfer")
     if not parts.hostname:
         raise ConfigError(f"malformed URL {url!r}: no host, e.g. http://127.0.0.1:8000/")
     if parts.username is not None or parts.password is not None:
@@ -331,7 +363,7 @@ def parse_url(url: str) -> Target:
     if port == 0:
         raise ConfigError(f"malformed URL {url!r}: port 0 is not a port; give the server's, "
                           "e.g. http://127.0.0.1:8000/")
-    default_port = DEFAULT_PORTS[parts.scheme]
+    default_port = DEFAULT_PORTS.get(parts.scheme, 0)
     port = port or default_port
     path = encode_path(parts.path or "/")
     if parts.query:

@@ -379,7 +379,7 @@ def tls_summary(spec: dict) -> dict | None:
     """The result's `tls`: how the run's TLS was set up (None for plain TCP). insecure: the
     server's certificate was not verified (--insecure), said wherever the result is shown."""
     url = spec.get("url") or ""
-    if not url.startswith("https://"):
+    if not url.startswith(("https://", "grpcs://")):
         return None
     return {"verify": not spec.get("insecure", False), "insecure": bool(spec.get("insecure")),
             "cacert": spec.get("cacert"), "client_cert": bool(spec.get("cert"))}

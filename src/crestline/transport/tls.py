@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from crestline.errors import ConfigError
 
+TLS_SCHEMES = ("https", "grpcs")
+
 
 @dataclass(frozen=True)
 class TlsOptions:
@@ -29,10 +31,12 @@ class TlsOptions:
 def check_tls_options(opts: TlsOptions, scheme: str) -> None:
     """Refuse TLS options that cannot apply or files that cannot be read, before any load.
     Raises ConfigError naming the option and the fix."""
-    if scheme != "https" and opts.given:
+    tls = scheme in TLS_SCHEMES
+    if not tls and opts.given:
         option = ("--cacert" if opts.cacert else "--insecure" if opts.insecure else
                   "--cert" if opts.cert else "--key")
-        raise ConfigError(f"{option} applies only to https:// URLs: drop it, or use https://")
+        raise ConfigError(f"{option} applies only to https:// (and grpcs://) URLs: drop it, or "
+                          "use https://")
     if opts.insecure and opts.cacert:
         raise ConfigError("--insecure turns certificate checks off, so --cacert would be "
                           "ignored: choose one")
@@ -41,7 +45,7 @@ def check_tls_options(opts: TlsOptions, scheme: str) -> None:
     for option, path in (("--cacert", opts.cacert), ("--cert", opts.cert), ("--key", opts.key)):
         if path is not None and not os.path.isfile(path):
             raise ConfigError(f"{option} file {path!r} not found: give a PEM file's path")
-    if scheme == "https":
+    if tls:
         client_context(opts)  # a file that is not PEM, or a key that does not fit, fails here
 
 

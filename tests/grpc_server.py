@@ -1,0 +1,112 @@
+"""A loopback gRPC server for the gRPC tests, in its own process (grpcio, the reference
+implementation), with the services the tests define:
+
+- /inference.GRPCInferenceService/ModelInfer: the Open Inference Protocol's call, parsed with
+  MLServer's generated classes when MLServer is installed (else crestline's own): checks the
+  model name and answers one output of --reply-bytes raw bytes;
+- /test.Echo/Call: any bytes in, --reply-bytes bytes out.
+
+    python tests/grpc_server.py --port 0 [--tls CERT KEY] [--fail-every N --fail-code 14] ...
+
+Prints "listening on HOST:PORT". --fail-every N ends every Nth call with --fail-code (a
+trailers-only response: no message before it); --delay-ms holds every answer. --log FILE gets
+one line per call: the method, the model, each input's name/datatype/shape and raw bytes'
+length, and the request's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+
+try:  # the protocol as another project generated it, so the test does not check itself
+    from mlserver.grpc.dataplane_pb2 import ModelInferRequest, ModelInferResponse
+except ImportError:
+    from crestline.transport.kserve_pb import ModelInferRequest, ModelInferResponse
+
+COUNT = itertools.count(1)
+LOCK = threading.Lock()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--model", default="ranker")
+    p.add_argument("--reply-bytes", type=int, default=16)
+    p.add_argument("--delay-ms", type=float, default=0.0)
+    p.add_argument("--fail-every", type=int, default=0)
+    p.add_argument("--fail-code", type=int, default=14)
+    p.add_argument("--log", default=None)
+    a = p.parse_args()
+    log = open(a.log, "a") if a.log else None
+    reply = b"r" * a.reply_bytes
+
+    def note(line: str) -> None:
+        if log is not None:
+            with LOCK:
+                log.write(line + "\n")
+                log.flush()
+
+    def maybe_fail(context) -> None:
+        if a.delay_ms:
+            time.sleep(a.delay_ms / 1000)
+        if a.fail_every and next(COUNT) % a.fail_every == 0:
+            context.abort(_code(a.fail_code), "injected failure")
+
+    def model_infer(req, context):
+        maybe_fail(context)
+        if req.model_name != a.model:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {req.model_name!r} not found")
+        raws = list(req.raw_input_contents) + [b""] * len(req.inputs)
+        ins = ",".join(f"{t.name}/{t.datatype}/{'x'.join(map(str, t.shape))}/{len(raw)}"
+                       for t, raw in zip(req.inputs, raws[:len(req.inputs)], strict=True))
+        note(f"method=ModelInfer model={req.model_name} inputs={ins} "
+             f"size={req.ByteSize()}")
+        resp = ModelInferResponse(model_name=req.model_name, id=req.id)
+        resp.outputs.add(name="scores", datatype="BYTES", shape=[1])
+        resp.raw_output_contents.append(reply)
+        return resp
+
+    def echo(data: bytes, context):
+        maybe_fail(context)
+        note(f"method=Call size={len(data)}")
+        return reply
+
+    handlers = [
+        grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+            "ModelInfer": grpc.unary_unary_rpc_method_handler(
+                model_infer, request_deserializer=ModelInferRequest.FromString,
+                response_serializer=ModelInferResponse.SerializeToString)}),
+        grpc.method_handlers_generic_handler("test.Echo", {
+            "Call": grpc.unary_unary_rpc_method_handler(echo)}),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), handlers=handlers,
+                         options=[("grpc.max_receive_message_length", 64 << 20),
+                                  ("grpc.max_send_message_length", 64 << 20)])
+    if a.tls:
+        cert, key = (open(f, "rb").read() for f in a.tls)
+        port = server.add_secure_port(f"127.0.0.1:{a.port}",
+                                      grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        port = server.add_insecure_port(f"127.0.0.1:{a.port}")
+    server.start()
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    server.wait_for_termination(a.max_seconds)
+    server.stop(0)
+    return 0
+
+
+def _code(value: int):
+    return next(c for c in grpc.StatusCode if c.value[0] == value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

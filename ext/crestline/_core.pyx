@@ -105,6 +105,11 @@ cdef class Core(Owner):
     cdef bint has_cls
     cdef list rec_a
     cdef list rec_b
+    # ... and each class's stream TTFT and TPOT, for the streams that succeeded
+    cdef list ttft_a
+    cdef list ttft_b
+    cdef list tpot_a
+    cdef list tpot_b
 
     cdef HdrRecorder lat
     cdef HdrRecorder svc
@@ -205,6 +210,10 @@ cdef class Core(Owner):
             self.cls_b = b
             self.rec_a = [HdrRecorder(**layout) for _ in range(n_a)]
             self.rec_b = [HdrRecorder(**layout) for _ in range(n_b)]
+            self.ttft_a = [HdrRecorder(**layout) for _ in range(n_a)]
+            self.ttft_b = [HdrRecorder(**layout) for _ in range(n_b)]
+            self.tpot_a = [HdrRecorder(**layout) for _ in range(n_a)]
+            self.tpot_b = [HdrRecorder(**layout) for _ in range(n_b)]
             self.has_cls = True
         self._reset_counters()
         self.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
@@ -272,6 +281,9 @@ cdef class Core(Owner):
         }
         if self.has_cls:
             counters["classes"] = ([r.take() for r in self.rec_a], [r.take() for r in self.rec_b])
+            # per class: stream TTFT (both families), then TPOT (both families)
+            counters["stream_classes"] = tuple([r.take() for r in rs] for rs in (
+                self.ttft_a, self.ttft_b, self.tpot_a, self.tpot_b))
         self.messages = []
         self._reset_counters()
         return (counters, self.lat.take(), self.svc.take(), self.lag.take(), self.sched.take())
@@ -523,11 +535,17 @@ cdef class Core(Owner):
             return
         self.ttft.record(first - conn.intended_ns)
         self.ttft_sent.record(first - conn.sent_ns)
+        if self.has_cls:
+            (<HdrRecorder>self.ttft_a[self.cls_a[conn.pidx]]).record(first - conn.intended_ns)
+            (<HdrRecorder>self.ttft_b[self.cls_b[conn.pidx]]).record(first - conn.intended_ns)
         for i in range(s.n_gaps):
             self.itl.record(s.gaps[i])
         if tokens > 1:
             tpot_ns = (s.last_token_ns - first) // (tokens - 1)
             self.tpot.record(tpot_ns)
+            if self.has_cls:
+                (<HdrRecorder>self.tpot_a[self.cls_a[conn.pidx]]).record(tpot_ns)
+                (<HdrRecorder>self.tpot_b[self.cls_b[conn.pidx]]).record(tpot_ns)
         if ((self.good_ttft_ns == 0 or first - conn.intended_ns <= self.good_ttft_ns)
                 and (self.good_tpot_ns == 0 or tpot_ns <= self.good_tpot_ns)
                 and (self.good_e2e_ns == 0 or e2e_ns <= self.good_e2e_ns)):

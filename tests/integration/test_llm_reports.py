@@ -59,3 +59,35 @@ def test_sweep_rows_carry_stream_figures_and_rebuild_from_the_runlog(llm, tmp_pa
     p = crestline("report", runlog, "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["rows"] == r["rows"]
+
+
+def test_per_class_ttft_and_tpot_from_a_trace_of_two_prompt_lengths(tmp_path):
+    # prefill costs 0.2 ms a prompt token: a 400-word prompt's first token comes ~80 ms after
+    # a 10-word one's, and the per-class TTFT (by model and by body size) has to show it
+    from crestline.engine.llm_workload import Lengths, synthesise, write_workload
+
+    bodies = []
+    for model, words in (("short", 10), ("long", 400)):
+        bodies += synthesise(20, "chat", Lengths("fixed", words), Lengths("fixed", 6),
+                             model=model, seed=len(bodies))
+    trace = tmp_path / "mix.cltrace"
+    write_workload(str(trace), bodies, "chat", "test")
+    server = Target("--prefill-ms-per-token", "0.2", "--step-ms", "4", module=LLM,
+                    max_seconds=60)
+    try:
+        out = tmp_path / "r.json"
+        p = crestline("run", server.url, "--trace", trace, "--arrival", "constant", "--rate",
+                      "5", "--duration", "3s", "--seed", "2", "--out", out)
+    finally:
+        server.stop()
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = json.loads(out.read_text())
+    short, long = d["by_class"]["short"], d["by_class"]["long"]
+    assert short["completed"] + long["completed"] == d["requests"]["ok"] >= 14
+    assert long["ttft_ms"]["p50"] > short["ttft_ms"]["p50"] + 40, (short, long)
+    assert short["tpot_ms"]["p50"] > 0 and long["tpot_ms"]["p50"] > 0
+    sizes = d["by_size"]
+    assert set(sizes) == {"<=1KiB", "<=4KiB"}, sizes
+    assert sizes["<=4KiB"]["ttft_ms"]["p50"] > sizes["<=1KiB"]["ttft_ms"]["p50"] + 40
+    # the run's summary table shows the per-class TTFT
+    assert "ttft p50" in p.stdout and "short" in p.stdout

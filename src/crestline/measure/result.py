@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from crestline.measure.cpu import client_cpu_summary
 from crestline.measure.hdr import Hist
 from crestline.measure.oserrors import explain
-from crestline.measure.stream import add_counts, interval_stream, stream_from_core, stream_summary
+from crestline.measure.stream import (
+    add_counts,
+    class_stream_families,
+    class_stream_ms,
+    interval_stream,
+    stream_from_core,
+    stream_summary,
+)
 
 # gRPC responses by grpc-status code, 1..16 in order (code 0 is ok).
 GRPC_ERROR_KINDS = tuple("grpc_" + name for name in (
@@ -133,6 +140,12 @@ class IntervalSnapshot:
                 snap.classes[family] = {n: Hist.from_take(t) for n, t in zip(names, takes,
                                                                             strict=True)
                                         if t[1]}
+            for family, names, takes in zip(class_stream_families(CLASS_FAMILIES),
+                                            tuple(class_names) * 2,
+                                            counters.get("stream_classes", ()), strict=False):
+                got = {n: Hist.from_take(t) for n, t in zip(names, takes, strict=True) if t[1]}
+                if got:
+                    snap.classes[family] = got
         for name in COUNTER_NAMES + ("inflight", "queued", "connections"):
             setattr(snap, name, int(counters[name]))
         snap.by_error = dict(counters["by_error"])
@@ -368,9 +381,11 @@ class RunResult:
             "slo_why": self.slo_check["why"] if self.slo_check else [],
             "gpu": self.gpu,
             "spec": self.spec,
-            **{family: {name: {"completed": h.total, "latency_ms": h.summary_ms()}
+            # per class: latency, and a stream's TTFT and TPOT (measure.stream)
+            **{family: {name: {"completed": h.total, "latency_ms": h.summary_ms(),
+                               **class_stream_ms(self.classes, family, name)}
                         for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
-               for family, hists in self.classes.items()},
+               for family, hists in self.classes.items() if family in CLASS_FAMILIES},
             "intervals": [s.to_dict() for s in self.intervals],
         }
 

@@ -12,6 +12,10 @@ from crestline.measure.hdr import Hist
 # The stream histograms, in the order the core takes them; they join an interval's `hists`
 # under these names (what SLO kinds read). output_tokens holds counts, not nanoseconds.
 STREAM_HISTS = ("ttft", "ttft_sent", "itl", "tpot", "e2e", "output_tokens")
+# Per class (with a trace), the core keeps each class's TTFT and TPOT too: IntervalSnapshot.classes
+# holds them as families "by_class:ttft", "by_size:ttft", "by_class:tpot", "by_size:tpot" (the
+# core's order), so merging, the Ray wire and add_classes treat them as any class family.
+CLASS_STREAM_KINDS = ("ttft", "tpot")
 STREAM_COUNTERS = ("streams", "good", "tokens", "reasoning_tokens", "no_token", "no_done",
                    "usage", "usage_mismatch")
 
@@ -57,6 +61,23 @@ def stream_of(snaps, load_s: float) -> dict:
     hists, counts = pool_stream(snaps)
     ended = sum(s.ok + s.errors + s.shed for s in snaps)
     return stream_summary(hists, counts, load_s, ended)
+
+
+def class_stream_families(families) -> list[str]:
+    """The classes' stream families in the core's order (CLASS_STREAM_KINDS x families)."""
+    return [f"{f}:{kind}" for kind in CLASS_STREAM_KINDS for f in families]
+
+
+def class_stream_ms(classes: dict, family: str, name: str, pcts=None) -> dict:
+    """{"ttft_ms": ..., "tpot_ms": ...} of one class (those it has): percentiles in ms, every
+    summary percentile or just `pcts` (e.g. ("p50", "p99"))."""
+    out = {}
+    for kind in CLASS_STREAM_KINDS:
+        h = classes.get(f"{family}:{kind}", {}).get(name)
+        if h is not None and h.total:
+            s = h.summary_ms()
+            out[f"{kind}_ms"] = {k: s[k] for k in pcts} if pcts else s
+    return out
 
 
 def _pct_ms(h: Hist) -> dict:

@@ -133,12 +133,15 @@ def summary_table(result: dict) -> str:
         classes = result.get(family)
         if classes:
             rows.append("")
+            streamed = any("ttft_ms" in c for c in classes.values())
             rows.append(f"latency ms {title:<20}{'requests':>10}{'p50':>10}{'p99':>10}"
-                        f"{'p99.9':>10}{'max':>10}")
+                        f"{'p99.9':>10}{'max':>10}"
+                        + (f"{'ttft p50':>10}{'ttft p99':>10}" if streamed else ""))
             for name, c in list(classes.items())[:12]:
-                s = c["latency_ms"]
+                s, t = c["latency_ms"], c.get("ttft_ms")
                 rows.append(f"  {name[:29]:<29}{c['completed']:>10}{s['p50']:>10.3f}"
-                            f"{s['p99']:>10.3f}{s['p999']:>10.3f}{s['max']:>10.3f}")
+                            f"{s['p99']:>10.3f}{s['p999']:>10.3f}{s['max']:>10.3f}"
+                            + (f"{t['p50']:>10.3f}{t['p99']:>10.3f}" if t else ""))
     gpu = result.get("gpu")
     for dev, g in ((gpu or {}).get("summary") or {}).items():
         bits = [f"{g['util_pct']:.0f}% busy" if g.get("util_pct") is not None else None,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crestline.measure.hdr import Hist
-from crestline.measure.result import IntervalSnapshot, add_classes
-from crestline.measure.stream import stream_of
+from crestline.measure.result import CLASS_FAMILIES, IntervalSnapshot, add_classes
+from crestline.measure.stream import class_stream_ms, stream_of
 from crestline.search.judge import StepJudge, Verdict
 from crestline.search.result import DISCARDED_WHY, search_result
 from crestline.search.warmup import is_warm
@@ -113,9 +113,9 @@ class Step:
             # with a trace: which requests were slow at this rate
             **{family: {name: {"completed": h.total, "latency_ms": dict(zip(
                 ("p50", "p99"), (v / 1e6 for v in h.capped_values_at((50.0, 99.0))),
-                strict=True))}
+                strict=True)), **class_stream_ms(classes, family, name, ("p50", "p99"))}
                 for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
-               for family, hists in classes.items()},
+               for family, hists in classes.items() if family in CLASS_FAMILIES},
             "why": (DISCARDED_WHY if self.discarded else "") + (v.why if v else ""),
         }
 

@@ -2,6 +2,7 @@
 # socket, one H2Stream Conn per concurrent stream it carries.
 from libc.stdint cimport int32_t, int64_t
 
+from crestline._hpack cimport HpackDecoder
 from crestline._seam cimport Conn, Connector, Owner
 
 
@@ -27,7 +28,7 @@ cdef class H2Session:
     cdef Owner owner
     cdef object transport
     cdef object write
-    cdef object decoder         # hpack.Decoder: the server's header blocks, every one in order
+    cdef HpackDecoder decoder   # the server's header blocks, every one in order
     cdef bytes rest             # bytes of an incomplete frame
     cdef dict streams           # stream id -> H2Stream with a request outstanding
     cdef list conns             # attached H2Streams
@@ -80,4 +81,3 @@ cdef class H2(Connector):
     cdef bint grpc
     cdef list sessions
     cdef object addr
-    cdef object decoder_cls

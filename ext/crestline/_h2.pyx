@@ -8,8 +8,9 @@ arrives pre-rendered as HTTP/2 frames with stream id 0 (crestline.transport.h2fr
 payload); sending it patches the stream id into each frame header in C and writes the frames,
 DATA as far as the send windows allow (the rest on WINDOW_UPDATE).
 
-Response header blocks go, every one and in order, to an hpack Decoder (the dynamic table and
-Huffman strings are the server's choice); only :status, grpc-status and grpc-message are kept.
+Response header blocks go, every one and in order, to the compiled HPACK decoder
+(crestline._hpack: the dynamic table and Huffman strings are the server's choice); only
+:status, grpc-status and grpc-message are kept.
 Our receive windows are opened to the maximum once and the connection window refilled in large
 steps, so a response is never held back by the client. PING is answered, GOAWAY stops new
 streams (those the server did not process fail as `read` errors), RST_STREAM fails its
@@ -23,6 +24,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t
 from libc.string cimport memcpy
 
 from crestline._clock cimport now_ns
+from crestline._hpack cimport HpackDecoder
 from crestline._seam cimport (CONN_BUSY, CONN_DEAD, ERR_CONNECT, ERR_GRPC, ERR_HTTP_4XX,
                               ERR_HTTP_5XX, ERR_PROTOCOL, ERR_READ, ERR_TLS, OUTCOME_OK, Conn,
                               Connector, Owner)
@@ -158,7 +160,7 @@ cdef class H2Session:
     def __init__(self, H2 connector, Owner owner):
         self.connector = connector
         self.owner = owner
-        self.decoder = connector.decoder_cls()
+        self.decoder = HpackDecoder()
         self.rest = b""
         self.streams = {}
         self.conns = []
@@ -389,23 +391,21 @@ cdef class H2Session:
 
     cdef _header_block(self, int32_t sid, bytes block, bint end_stream):
         cdef H2Stream st
-        cdef int status = 0
+        cdef HpackDecoder dec = self.decoder
+        cdef int status
         try:
             # Every block is decoded, also for streams we reset: the dynamic table is shared.
-            headers = self.decoder.decode(block, raw=True)
+            dec.decode(block, None)
         except Exception as exc:
             self._connection_error(COMPRESSION_ERROR, f"bad HPACK header block: {exc!r}")
             return
         st = self.streams.get(sid)
         if st is None:
             return
-        for name, value in headers:
-            if name == b":status":
-                status = int(value)
-            elif name == b"grpc-status":
-                st.grpc_status = int(value)
-            elif name == b"grpc-message":
-                st.grpc_message = value
+        status = dec.status
+        if dec.grpc_status >= 0:
+            st.grpc_status = dec.grpc_status
+            st.grpc_message = dec.grpc_message
         if status:
             if status < 200:
                 return  # interim (100 Continue, 103 Early Hints): the final one follows
@@ -575,13 +575,11 @@ cdef class H2(Connector):
     connect_timeout_s; then the server's SETTINGS within connect_timeout_s more).
 
     grpc: responses are gRPC (outcome by grpc-status, from trailers or a trailers-only
-    response). Needs the hpack package (pip install crestline[http2]).
+    response). Needs the hpack package's tables (pip install crestline[http2]).
     """
 
     def __init__(self, loop, str host, int port, double connect_timeout_s, ssl=None,
                  server_hostname=None, int streams=1, bint grpc=False):
-        from hpack import Decoder
-
         self.loop = loop
         self.host = host
         self.port = port
@@ -592,7 +590,6 @@ cdef class H2(Connector):
         self.grpc = grpc
         self.sessions = []
         self.addr = None
-        self.decoder_cls = Decoder
 
     cdef open(self, Owner owner):
         cdef H2Session s

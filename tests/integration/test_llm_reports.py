@@ -40,7 +40,8 @@ def test_sweep_rows_carry_stream_figures_and_rebuild_from_the_runlog(llm, tmp_pa
                   "Content-Type: application/json", "--body", f"@{chat_body(tmp_path)}",
                   "--rates", f"20,{over:g}", "--step-duration", "2s", "--interval", "0.5s",
                   "--warmup", "none", "--slo", "ttft_p99=100ms", "--slo", "goodput=90%",
-                  "--seed", "1", "--timeout", "30s", "--out", out, "--runlog", runlog, timeout=120)
+                  "--seed", "1", "--timeout", "30s", "--out", out, "--runlog", runlog, "--html", tmp_path / "s.html",
+                  timeout=120)
     assert p.returncode in (0, 1), p.stderr[-3000:]
     r = json.loads(out.read_text())
     low, high = r["rows"]
@@ -59,6 +60,43 @@ def test_sweep_rows_carry_stream_figures_and_rebuild_from_the_runlog(llm, tmp_pa
     p = crestline("report", runlog, "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["rows"] == r["rows"]
+    # the HTML report: the sweep's stream curves (TTFT/ITL and goodput against the rate),
+    # tokens/s over time, and the stream columns of the rows
+    doc = (tmp_path / "s.html").read_text()
+    for needle in ('id="fig-sweep-curve"', 'id="fig-sweep-stream"', 'id="fig-stream-series"',
+                   "TTFT p99 (ms)", "goodput (%)", "tokens/s", "SLO ttft_p99 ≤ 100 ms"):
+        assert needle in doc, needle
+    assert "<script" not in doc
+
+
+def _html_of(result_path, tmp_path) -> str:
+    page = tmp_path / "page.html"
+    p = crestline("report", result_path, "--html", page)
+    assert p.returncode == 0, p.stderr
+    return page.read_text()
+
+
+def test_a_run_report_shows_its_token_streams(llm, tmp_path):
+    out = tmp_path / "r.json"
+    p = crestline("run", llm.url + "v1/chat/completions", "--method", "POST", "-H",
+                  "Content-Type: application/json", "--body", f"@{chat_body(tmp_path)}",
+                  "--rate", "20", "--duration", "2s", "--interval", "0.5s",
+                  "--slo", "ttft_p99=200ms", "--slo", "itl_p99=50ms", "--quiet", "--out", out)
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = json.loads(out.read_text())
+    dist = d["stream_distribution_ms"]
+    assert dist["ttft"][-1][1] == pytest.approx(d["ttft_ms"]["max"], rel=0.01)
+    assert [q for q, _ in dist["itl"]][:4] == [0.0, 10.0, 25.0, 50.0]
+    doc = _html_of(out, tmp_path)
+    # the stream section: every time's row and the token counts, with this run's own figures
+    assert "<h3>Token streams</h3>" in doc
+    for label in ("time to first token (TTFT)", "TTFT from the actual send", "inter-token (ITL)",
+                  "time per output token (TPOT)", "end to end", "counted by usage"):
+        assert label in doc, label
+    assert f"<td class=\"num\">{d['output_tokens']['total']:,}</td>" in doc
+    for fig in ("stream-series", "stream-distribution", "latency-series", "distribution"):
+        assert f'id="fig-{fig}"' in doc, fig
+    assert "SLO ttft_p99 ≤ 200 ms" in doc and "SLO itl_p99 ≤ 50 ms" in doc
 
 
 def test_per_class_ttft_and_tpot_from_a_trace_of_two_prompt_lengths(tmp_path):
@@ -89,5 +127,7 @@ def test_per_class_ttft_and_tpot_from_a_trace_of_two_prompt_lengths(tmp_path):
     sizes = d["by_size"]
     assert set(sizes) == {"<=1KiB", "<=4KiB"}, sizes
     assert sizes["<=4KiB"]["ttft_ms"]["p50"] > sizes["<=1KiB"]["ttft_ms"]["p50"] + 40
-    # the run's summary table shows the per-class TTFT
+    # the run's summary table and its HTML report show the per-class TTFT
     assert "ttft p50" in p.stdout and "short" in p.stdout
+    doc = _html_of(out, tmp_path)
+    assert "TTFT p50 (ms)" in doc and "TPOT p99 (ms)" in doc and "<td>long</td>" in doc

@@ -108,6 +108,9 @@ def stream_summary(hists: dict, counts: dict, load_s: float, ended: int) -> dict
         "itl_ms": _pct_ms(hists["itl"]),
         "tpot_ms": _pct_ms(hists["tpot"]),
         "e2e_ms": _pct_ms(hists["e2e"]),
+        # the HDR percentile spectra a report plots, [[percentile, ms], ...]
+        "stream_distribution_ms": {n: hists[n].distribution_ms() for n in ("ttft", "itl",
+                                                                            "tpot")},
         "output_tokens": {"total": counts["tokens"], "per_s": per_s(counts["tokens"]),
                           "per_request": {"p50": p50, "p90": p90, "p99": p99,
                                           "max": tok.max_ns if tok.total else 0,

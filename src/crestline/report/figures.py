@@ -11,29 +11,19 @@ distributions simply has fewer figures.
 
 from __future__ import annotations
 
-import io
-import math
-import re
-from dataclasses import dataclass
-
-from crestline.report.reader import capacity_and_failure, search_bracket, timeline_s
+from crestline.report.plot import NINES_TICKS as _NINES_TICKS
+from crestline.report.plot import PCT_COLORS, PCT_LABELS, PHASE_MARKERS, VERDICT_COLORS, Fig
+from crestline.report.plot import RC as _RC
+from crestline.report.plot import done as _done
+from crestline.report.plot import figure as _figure
+from crestline.report.plot import log_ms as _log_ms
+from crestline.report.plot import positive as _positive
+from crestline.report.plot import series as _series
+from crestline.report.plot import shade_steps as _shade_steps
+from crestline.report.plot import time_label as _time_label
+from crestline.report.reader import capacity_and_failure, search_bracket
+from crestline.report.stream_figures import stream_distribution, stream_series, stream_vs_rate
 from crestline.slo.parse import slo_from_dict
-
-PCT_COLORS = {"p50": "#1f77b4", "p90": "#17becf", "p99": "#ff7f0e", "p999": "#d62728"}
-PCT_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
-VERDICT_COLORS = {"pass": "#2a9d4b", "fail": "#d1495b", "unsure": "#edae49",
-                  "invalid": "#8d99ae", None: "#8d99ae"}
-PHASE_MARKERS = {"bracket": "o", "refine": "s", "retest": "D", "confirm": "*"}
-_RC = {"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
-       "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
-       "legend.frameon": False, "figure.dpi": 100}
-
-
-@dataclass
-class Fig:
-    key: str       # stable id of the figure kind, e.g. "latency-vs-rate"
-    caption: str
-    svg: str       # an <svg> element, ready to inline
 
 
 def figures(result: dict) -> list[Fig]:
@@ -41,61 +31,18 @@ def figures(result: dict) -> list[Fig]:
     matplotlib (crestline.report.html turns that into a ConfigError)."""
     import matplotlib
 
-    first = {"search": [_latency_vs_rate, _trajectory, _gpu_vs_rate],
-             "sweep": [_sweep_curve]}.get(result.get("kind"), [])
-    builders = first + [_rates_series, _latency_series, _gpu_series] + (
-        [] if result.get("kind") == "sweep" else [_distribution, _classes])
+    # the token-stream figures (report.stream_figures) each follow their latency counterpart
+    first = {"search": [_latency_vs_rate, stream_vs_rate, _trajectory, _gpu_vs_rate],
+             "sweep": [_sweep_curve, stream_vs_rate]}.get(result.get("kind"), [])
+    builders = first + [_rates_series, _latency_series, stream_series, _gpu_series] + (
+        [] if result.get("kind") == "sweep" else [_distribution, stream_distribution,
+                                                  _classes])
     out: list[Fig] = []
     with matplotlib.rc_context(_RC):
         for build in builders:
             made = build(result)
             out.extend(m for m in (made if isinstance(made, list) else [made]) if m is not None)
     return out
-
-
-def _figure(height_in: float = 3.2, rows: int = 1, cols: int = 1, **kw):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.0, height_in), layout="constrained")
-    return fig, fig.subplots(rows, cols, squeeze=False, **kw)
-
-
-def _svg(fig, key: str) -> str:
-    """The figure as an <svg> element: no XML prolog, no metadata (it names external URLs),
-    ids prefixed by the figure's key so that several inline figures never share one."""
-    import matplotlib
-
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": key}):  # fixed salt: the same input, same bytes
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
-    svg = re.sub(r'\bid="', f'id="{key}-', svg)
-    svg = re.sub(r'url\(#', f'url(#{key}-', svg)
-    svg = re.sub(r'href="#', f'href="#{key}-', svg)
-    # Scale with the column instead of a fixed size in points; the viewBox keeps the aspect.
-    return re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
-                  r'<svg \1style="width:100%;height:auto" role="img"', svg, count=1)
-
-
-def _done(fig, key: str, caption: str) -> Fig:
-    return Fig(key, caption, _svg(fig, key))
-
-
-def _log_ms(ax) -> None:
-    """Log scale with plain tick labels (0.5, 2, 20), not powers of ten."""
-    from matplotlib.ticker import FuncFormatter
-
-    ax.set_yscale("log")
-    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(FuncFormatter(
-        lambda v, _pos: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
-
-
-def _positive(v) -> bool:
-    return isinstance(v, (int, float)) and v > 0 and math.isfinite(v)
 
 
 def latency_bounds(result: dict) -> tuple:
@@ -297,27 +244,6 @@ def _gpu_vs_rate(result: dict) -> Fig | None:
 
 
 # -- both ------------------------------------------------------------------------------------------
-def _series(result: dict):
-    ivs = [iv for iv in result.get("intervals") or [] if isinstance(iv, dict)]
-    if not ivs:
-        return None, None
-    return ivs, timeline_s(ivs, result.get("kind", "run"))
-
-
-def _shade_steps(ax, ivs: list[dict], ts: list[float]) -> None:
-    """Tint alternate search steps' spans, so that the series reads step by step (needs
-    intervals tagged with their step)."""
-    spans: dict[int, list[float]] = {}
-    for iv, t in zip(ivs, ts, strict=True):
-        step = iv.get("step")
-        if step is not None:
-            span = spans.setdefault(step, [t - float(iv.get("dur_s") or 0), t])
-            span[1] = t
-    for k, (a, b) in spans.items():
-        if k % 2:
-            ax.axvspan(a, b, color="#888888", alpha=0.13, lw=0, zorder=0)
-
-
 def _rates_series(result: dict) -> Fig | None:
     ivs, ts = _series(result)
     if not ivs:
@@ -342,15 +268,6 @@ def _rates_series(result: dict) -> Fig | None:
     return _done(fig, "rates",
                  "Offered and achieved rate per interval (requests per second): offered counts "
                  "the slots scheduled, achieved the responses completed.")
-
-
-def _time_label(result: dict) -> str:
-    if result.get("kind") in ("search", "sweep"):
-        intervals = result.get("intervals") or []
-        if intervals and all(iv.get("elapsed_s") is not None for iv in intervals):
-            return f"time since the {result['kind']} began (s)"
-        return "load time (s; drains between steps left out)"
-    return "time since load start (s)"
 
 
 def _latency_series(result: dict) -> Fig | None:
@@ -428,10 +345,6 @@ def _gpu_series(result: dict) -> Fig | None:
     return _done(fig, "gpu-series",
                  "GPU telemetry per interval and device: utilisation (%), power draw (W) and "
                  "memory used (MiB; dotted: the device's total).")
-
-
-_NINES_TICKS = {1: "0%", 10: "90%", 100: "99%", 1e3: "99.9%", 1e4: "99.99%", 1e5: "99.999%",
-                1e6: "99.9999%"}
 
 
 def _distribution(result: dict) -> Fig | None:

@@ -225,11 +225,57 @@ def _run_tables(result: dict) -> list[str]:
         out.append(_table(["kind", "count", "first messages"],
                           [[_e(k), _fmt(v), _e("; ".join(msgs.get(k, [])))]
                            for k, v in by_error.items()], words=(0, 2)))
+    out += _stream_tables(result)
     if result.get("slo_why"):
         out.append("<h3>SLO check</h3><ul>" + "".join(
             f"<li>{_e(w)}</li>" for w in result["slo_why"]) + "</ul>")
     out += _gpu_summary(result)
     return out
+
+
+_STREAM_TIMES = (("ttft_ms", "time to first token (TTFT)"),
+                 ("ttft_sent_ms", "TTFT from the actual send"), ("itl_ms", "inter-token (ITL)"),
+                 ("tpot_ms", "time per output token (TPOT)"), ("e2e_ms", "end to end"))
+# A search step's or a sweep row's stream columns: (header, value of the step or row).
+_STREAM_COLUMNS = (
+    ("TTFT p99 (ms)", lambda d: (d.get("ttft_ms") or {}).get("p99")),
+    ("ITL p99 (ms)", lambda d: (d.get("itl_ms") or {}).get("p99")),
+    ("tokens/s", lambda d: (d.get("output_tokens") or {}).get("per_s")),
+    ("goodput (%)", lambda d: None if (d.get("stream") or {}).get("goodput_fraction") is None
+     else 100.0 * d["stream"]["goodput_fraction"]),
+)
+
+
+def _stream_tables(result: dict) -> list[str]:
+    """A run's token streams: each time's percentiles, then tokens, goodput and how tokens
+    were counted (docs/measurement.md, "Token streams"). [] when nothing streamed."""
+    st = result.get("stream")
+    if not isinstance(st, dict):
+        return []
+    rows = [[label] + [_fmt((result.get(key) or {}).get(k)) for k in
+                       ("p50", "p90", "p99", "p999", "max", "mean")]
+            for key, label in _STREAM_TIMES if isinstance(result.get(key), dict)]
+    tok = result.get("output_tokens") or {}
+    good = st.get("goodput_fraction")
+    return ["<h3>Token streams</h3>",
+            _table(["time", "p50 (ms)", "p90 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)",
+                    "mean (ms)"], rows),
+            _table(["output tokens (count)", "tokens/s", "per request p50 (count)",
+                    "streams (count)", "goodput (rps)", "goodput (%)", "counted by usage",
+                    "usage ≠ events", "no [DONE]", "reasoning tokens"],
+                   [[_fmt(tok.get("total")), _fmt(tok.get("per_s")),
+                     _fmt((tok.get("per_request") or {}).get("p50")), _fmt(st.get("streams")),
+                     _fmt(st.get("goodput_rps")), _fmt(None if good is None else 100.0 * good),
+                     _fmt(st.get("usage_counted")), _fmt(st.get("usage_mismatch")),
+                     _fmt(st.get("no_done")), _fmt(st.get("reasoning_tokens"))]], words=())]
+
+
+def _stream_columns(points: list[dict]) -> tuple[list[str], object]:
+    """(headers, cells of one step or row) for the stream columns; none if nothing streamed."""
+    if not any(isinstance(p.get("stream"), dict) for p in points):
+        return [], lambda d: []
+    return ([h for h, _ in _STREAM_COLUMNS],
+            lambda d: [_fmt(f(d)) for _, f in _STREAM_COLUMNS])
 
 
 def _gpu_summary(result: dict) -> list[str]:
@@ -269,6 +315,8 @@ def _search_tables(result: dict) -> list[str]:
     headers = ["step", "phase", "rate (rps)", "verdict", "achieved (rps)", "p50 (ms)",
                "p99 (ms)", "p99.9 (ms)", "errors (%)", "measured (s)"] + \
         [f"GPU {_unit_label(k)}" for k in gpu_keys]
+    stream_heads, stream_cells = _stream_columns(steps)
+    headers += stream_heads
     rows, classes, whys = [], [], []
     for i, s in enumerate(steps):
         lat = s.get("latency_ms") or {}
@@ -278,7 +326,7 @@ def _search_tables(result: dict) -> list[str]:
                      _verdict(s.get("verdict")), _fmt(s.get("achieved_rps")), _fmt(lat.get("p50")),
                      _fmt(lat.get("p99")), _fmt(lat.get("p999")),
                      _fmt(None if err is None else 100.0 * err), _fmt(s.get("measured_s"))]
-                    + [_fmt(gpu.get(k)) for k in gpu_keys])
+                    + [_fmt(gpu.get(k)) for k in gpu_keys] + stream_cells(s))
         whys.append(_e(s.get("why")))
         classes.append(" ".join(c for c in (s.get("verdict") or "",
                                             "capacity" if i == cap_i else "",
@@ -319,6 +367,8 @@ def _sweep_tables(result: dict) -> list[str]:
     between = cross.get("between") or []
     headers = ["rate (rps)", "offered (rps)", "achieved (rps)", "p50 (ms)", "p90 (ms)",
                "p99 (ms)", "p99.9 (ms)", "max (ms)", "errors (%)", "client ok", "SLO met"]
+    stream_heads, stream_cells = _stream_columns(rows)
+    headers += stream_heads
     out, classes, whys = [], [], []
     for r in rows:
         lat = r.get("latency_ms") or {}
@@ -326,7 +376,8 @@ def _sweep_tables(result: dict) -> list[str]:
                     _fmt(r.get("achieved_rps"))]
                    + [_fmt(lat.get(k)) for k in ("p50", "p90", "p99", "p999", "max")]
                    + [_fmt(100.0 * (r.get("error_rate") or 0.0)), _fmt(r.get("client_ok")),
-                      _verdict({True: "pass", False: "fail"}.get(r.get("slo_met")))])
+                      _verdict({True: "pass", False: "fail"}.get(r.get("slo_met")))]
+                   + stream_cells(r))
         classes.append("capacity" if r.get("rate_rps") in between[:1] else "")
         terms = [f"{t['name']} {_fmt(t.get('value'))} {t.get('unit', '')} vs "
                  f"{_fmt(t.get('bound'))} {t.get('unit', '')}" for t in r.get("terms") or []]
@@ -369,12 +420,17 @@ def _class_tables(result: dict) -> list[str]:
                 continue
             keys = [k for k in ("p50", "p90", "p99", "p999", "max")
                     if any(k in (c.get("latency_ms") or {}) for c in classes.values())]
+            # streamed classes: their TTFT and TPOT too (p50, p99)
+            extra = [(kind, k) for kind in ("ttft_ms", "tpot_ms") for k in ("p50", "p99")
+                     if any(kind in c for c in classes.values())]
             rows = [[_e(name), _fmt(c.get("completed"))]
                     + [_fmt((c.get("latency_ms") or {}).get(k)) for k in keys]
+                    + [_fmt((c.get(kind) or {}).get(k)) for kind, k in extra]
                     for name, c in classes.items()]
             out.append(f"<h3>Latency by {title} in {_e(where)}</h3>")
             out.append(_table([title, "completed (count)"]
-                              + [f"{'p99.9' if k == 'p999' else k} (ms)" for k in keys], rows))
+                              + [f"{'p99.9' if k == 'p999' else k} (ms)" for k in keys]
+                              + [f"{kind[:4].upper()} {k} (ms)" for kind, k in extra], rows))
     if out:
         out.insert(0, "<h2>By class</h2>")
     return out

@@ -152,3 +152,13 @@ def test_cli_grpc_run_and_exit_2(grpc_server, tmp_path):
     assert "50 ok, 0 errors" in p.stdout
     p = cli("run", s.base + INFER, "--body", f"@{body}", "--rate", "50")
     assert p.returncode == 2 and "add --model NAME" in p.stderr
+
+
+def test_sweep_over_grpc(grpc_server):
+    s = grpc_server()
+    p = cli("sweep", f"{s.base}/test.Echo/Call", "--body", "x", "--rates", "50,100",
+            "--step-duration", "1.5s", "--interval", "0.5s", "--warmup", "none",
+            "--settle", "0", "--connections", "1", "--streams", "4", "--slo", "p99=500ms")
+    assert p.returncode == 0, p.stderr
+    rows = [line.split() for line in p.stdout.splitlines() if line.strip()[:3] in ("50 ", "100")]
+    assert [r[0] for r in rows] == ["50", "100"] and all(r[-1] == "yes" for r in rows), p.stdout

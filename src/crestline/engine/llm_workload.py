@@ -9,6 +9,10 @@ arrivals draw a request at random per slot, so the length mix holds at any rate)
         --out chat.cltrace
     crestline run http://127.0.0.1:8001/ --trace chat.cltrace --arrival poisson --rate 10
 
+Lengths `trace:FILE` are the empirical distribution of a recorded `.cltrace` (`crestline
+record` in front of the server keeps each response's usage: prompt_tokens, completion_tokens)
+or a JSONL dataset: each request drawn at random from the recorded lengths (see lengths_of).
+
 Lengths are in words: a synthesised prompt of N tokens is N words (the demo LLM server counts
 one token per word; a real tokenizer makes roughly 1.3 tokens of an English word). The output
 length is `max_tokens`, with `ignore_eos` (vLLM, SGLang) so the server produces exactly that
@@ -39,16 +43,21 @@ _WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo l
 
 @dataclass(frozen=True)
 class Lengths:
-    """A token-length distribution: fixed:N, uniform:LO,HI (inclusive) or normal:MEAN,SD
-    (rounded, at least 1)."""
+    """A token-length distribution: fixed:N, uniform:LO,HI (inclusive), normal:MEAN,SD
+    (rounded, at least 1), or trace:FILE (empirical: drawn from `values`, the lengths
+    recorded in FILE)."""
 
     kind: str
     a: float
     b: float = 0.0
+    values: tuple = ()
 
     @classmethod
     def parse(cls, text: str, option: str) -> Lengths:
         kind, _, args = text.partition(":")
+        if kind == "trace":
+            which = "output" if "output" in option else "prompt"
+            return cls("empirical", 0, 0, tuple(lengths_of(args, which, option)))
         try:
             nums = [float(x) for x in args.split(",")] if args else []
         except ValueError:
@@ -56,18 +65,80 @@ class Lengths:
         want = {"fixed": 1, "uniform": 2, "normal": 2}.get(kind)
         if want is None or nums is None or len(nums) != want or min(nums) < (
                 0 if kind == "normal" else 1) or (kind == "uniform" and nums[1] < nums[0]):
-            raise ConfigError(f"{option} {text!r}: write fixed:N, uniform:LO,HI or "
-                              f"normal:MEAN,SD with lengths >= 1, e.g. {option} normal:512,128")
+            raise ConfigError(f"{option} {text!r}: write fixed:N, uniform:LO,HI, "
+                              f"normal:MEAN,SD (lengths >= 1) or trace:FILE, e.g. {option} "
+                              "normal:512,128")
         return cls(kind, *nums)
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        if self.kind == "fixed":
+        if self.kind == "empirical":
+            out = rng.choice(np.asarray(self.values), n)
+        elif self.kind == "fixed":
             out = np.full(n, self.a)
         elif self.kind == "uniform":
             out = rng.integers(int(self.a), int(self.b) + 1, n)
         else:
             out = rng.normal(self.a, self.b, n)
         return np.maximum(np.rint(out), 1).astype(np.int64)
+
+
+def _text_words(body: dict) -> int:
+    """Words of a request's prompt (completions) or of all its messages' text (chat)."""
+    if isinstance(body.get("prompt"), str):
+        return len(body["prompt"].split())
+    n = 0
+    for m in body.get("messages") or []:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            n += len(content.split())
+        elif isinstance(content, list):  # content parts: count the text ones
+            n += sum(len(p.get("text", "").split()) for p in content if isinstance(p, dict))
+    return n
+
+
+def lengths_of(path: str, which: str, option: str = "--prompt-tokens") -> list[int]:
+    """The recorded lengths of `which` ("prompt" or "output") per request in `path`: a
+    .cltrace (the response's usage where `crestline record` kept one, else the prompt's words
+    or the request's max_tokens) or a JSONL dataset (prompt_tokens / output_tokens fields,
+    else the prompt's words or max_tokens). Raises ConfigError naming `option`."""
+    from crestline.trace.format import TraceError, read_trace
+
+    rows: list[tuple[dict, dict]] = []  # (request body, recorded usage)
+    try:
+        if path.endswith((".jsonl", ".json")):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        row = json.loads(line)
+                        if isinstance(row, dict):
+                            rows.append((row, {"prompt_tokens": row.get("prompt_tokens"),
+                                               "completion_tokens": row.get("output_tokens")}))
+        else:
+            for r in read_trace(path).records:
+                try:
+                    body = json.loads(r.body) if r.body else {}
+                except ValueError:
+                    continue
+                if isinstance(body, dict):
+                    rows.append((body, r.extras or {}))
+    except OSError as exc:
+        raise ConfigError(f"{option} trace:{path}: {exc.strerror}") from None
+    except (ValueError, TraceError) as exc:
+        raise ConfigError(f"{option} trace:{path}: not a .cltrace or JSONL file ({exc})") \
+            from None
+    out = []
+    for body, usage in rows:
+        if which == "prompt":
+            n = usage.get("prompt_tokens") or _text_words(body)
+        else:
+            n = (usage.get("completion_tokens") or body.get("max_tokens")
+                 or body.get("max_completion_tokens") or body.get("output_tokens"))
+        if isinstance(n, int) and n > 0:
+            out.append(n)
+    if not out:
+        raise ConfigError(f"{option} trace:{path}: no {which} lengths in it (LLM request "
+                          "bodies with prompts, or max_tokens / recorded usage)")
+    return out
 
 
 def words(rng: np.random.Generator, n: int) -> str:
@@ -166,11 +237,12 @@ def main(argv=None) -> int:
         else:
             s.add_argument("--n", type=int, default=1000, help="requests (default 1000)")
             s.add_argument("--prompt-tokens", default="fixed:256",
-                           help="fixed:N, uniform:LO,HI or normal:MEAN,SD (default fixed:256)")
+                           help="fixed:N, uniform:LO,HI, normal:MEAN,SD or trace:FILE (the "
+                           "lengths recorded in a .cltrace or JSONL; default fixed:256)")
             s.add_argument("--shared-prefix", default=None, metavar="GROUPS:TOKENS",
                            help="GROUPS prefixes of TOKENS words, one per request group")
         s.add_argument("--output-tokens", default="fixed:128" if name == "synth" else None,
-                       help="max_tokens distribution (default fixed:128)")
+                       help="max_tokens distribution, as --prompt-tokens (default fixed:128)")
         s.add_argument("--api", choices=sorted(PATHS), default="chat")
         s.add_argument("--model", default="crestline-demo-llm")
         s.add_argument("--no-ignore-eos", action="store_true")

@@ -16,11 +16,17 @@ uvloop when available, httptools); never imports the compiled core.
   buffer writes a request that waits too long for its response without a status.
 - If the upstream refuses the connection or drops it before answering, the client gets a
   `502` with a one-line body and its connection is closed.
+- LLM traffic: a streamed (`text/event-stream`) response is relayed as its bytes arrive, so
+  the client sees every token when the server sends it; its record says `"stream": true`.
+  Where a response (streamed or not) carries an OpenAI `usage`, the record keeps its
+  `prompt_tokens` and `completion_tokens`: what `llm_workload --prompt-tokens trace:FILE`
+  fits lengths to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 import sys
@@ -39,6 +45,10 @@ _DROP_HEADERS = frozenset({"host", "content-length", "connection", "transfer-enc
 _MAX_WAITING = 4096          # finished records held for an earlier, unanswered request
 _STOP_GRACE_S = 2.0          # how long a stop waits for responses still in flight
 _FLUSH_EVERY_S = 1.0
+# An OpenAI usage count in a response body (JSON or an SSE event): found on the side, never
+# parsed as a whole, so a stream's bytes are relayed as they come.
+_USAGE = re.compile(rb'"(prompt_tokens|completion_tokens)"\s*:\s*(\d+)')
+_USAGE_TAIL = 64   # bytes kept across reads, so a count split between two reads is found
 
 
 def _bad_gateway(reason: str) -> bytes:
@@ -63,6 +73,7 @@ class _Req:
     answered: bool = False
     error: str | None = None
     final: bool = False
+    response_extras: dict = field(default_factory=dict)  # stream, prompt/completion tokens
 
 
 class Recorder:
@@ -128,6 +139,7 @@ class Recorder:
             extras["status"] = req.status
         if req.latency_ms is not None:
             extras["latency_ms"] = round(req.latency_ms, 3)
+        extras.update(req.response_extras)
         if req.error:
             extras["error"] = req.error
             self.unanswered += 1
@@ -163,6 +175,8 @@ class _Upstream(asyncio.Protocol):
         self.in_message = False
         self.status: int | None = None
         self.head_buf = b""    # HEAD responses: headers only, found by hand
+        self.extras: dict = {}   # the response's stream flag and usage counts
+        self.tail = b""
 
     def connection_made(self, transport):
         self.transport = transport
@@ -170,16 +184,27 @@ class _Upstream(asyncio.Protocol):
     # parser callbacks
     def on_message_begin(self):
         self.in_message = True
+        self.extras, self.tail = {}, b""
+
+    def on_header(self, name, value):
+        if name.lower() == b"content-type" and value.lower().startswith(b"text/event-stream"):
+            self.extras["stream"] = True
 
     def on_headers_complete(self):
         self.status = self.parser.get_status_code()
+
+    def on_body(self, body):
+        buf = self.tail + body
+        for m in _USAGE.finditer(buf):
+            self.extras[m.group(1).decode()] = int(m.group(2))
+        self.tail = buf[-_USAGE_TAIL:]
 
     def on_message_complete(self):
         self.in_message = False
         status = self.status
         if status is not None and 100 <= status < 200 and status != 101:
             return   # informational (100 Continue): the real response follows
-        self.client.answered(status)
+        self.client.answered(status, self.extras)
 
     def data_received(self, data):
         c = self.client
@@ -320,11 +345,12 @@ class _Client(asyncio.Protocol):
             up.transport.write(chunk)
         self.transport.resume_reading()
 
-    def answered(self, status: int | None) -> None:
+    def answered(self, status: int | None, extras: dict | None = None) -> None:
         if not self.queue:
             return
         req = self.queue.pop(0)
         req.status = status
+        req.response_extras = dict(extras or {})
         req.answered = True
         if req.complete_ns is not None:
             req.latency_ms = (time.monotonic_ns() - req.complete_ns) / 1e6

@@ -9,7 +9,6 @@ Python and numpy: it never imports the compiled core.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -47,18 +46,62 @@ def _layout_tables():
 
 
 LOWEST_EQUIV, HIGHEST_EQUIV, MEDIAN_EQUIV = _layout_tables()
+assert COUNTS_LEN < 2**16  # a sparse Hist's bucket indices are uint16
 _NO_MIN = np.iinfo(np.int64).max
 
 
-@dataclass
 class Hist:
-    """Counts in HdrHistogram's layout plus exact total, min, max and the clamped count (ns)."""
+    """Counts in HdrHistogram's layout plus exact total, min, max and the clamped count (ns).
 
-    counts: np.ndarray
-    total: int = 0
-    min_ns: int = _NO_MIN
-    max_ns: int = 0
-    clamped: int = 0
+    An interval's histogram (from the recorder, or unpickled) is held sparse: its few hundred
+    nonzero buckets, not all ~34k (270 KB dense). A run keeps every interval, so dense ones
+    grew a long run by about 1 MB a second (bench/soak_bench.py). Sums (empty().add(...)) are
+    dense and written in place; `counts` of a sparse one is a fresh read-only dense array.
+    """
+
+    def __init__(self, counts, total: int = 0, min_ns: int = _NO_MIN, max_ns: int = 0,
+                 clamped: int = 0):
+        self._dense = counts
+        self._idx = self._vals = None
+        self.total, self.min_ns, self.max_ns, self.clamped = total, min_ns, max_ns, clamped
+
+    @classmethod
+    def sparse(cls, idx, vals, total: int = 0, min_ns: int = _NO_MIN, max_ns: int = 0,
+               clamped: int = 0) -> Hist:
+        """From nonzero bucket indices (each once) and their counts."""
+        h = cls(None, total, min_ns, max_ns, clamped)
+        idx, vals = np.asarray(idx), np.asarray(vals)
+        if idx.size > 1 and np.any(idx[1:] < idx[:-1]):
+            order = np.argsort(idx)
+            idx, vals = idx[order], vals[order]
+        # 6 bytes a bucket: every index fits 16 bits, an interval's counts 32 (checked)
+        h._idx = idx.astype(np.uint16)
+        h._vals = vals.astype(np.uint32 if not vals.size or vals.max() < 2**32 else np.uint64)
+        return h
+
+    @property
+    def counts(self) -> np.ndarray:
+        if self._dense is not None:
+            return self._dense
+        c = np.zeros(COUNTS_LEN, dtype=np.uint64)
+        c[self._idx] = self._vals
+        c.flags.writeable = False  # a write to a sparse one's copy would be lost: fail instead
+        return c
+
+    @counts.setter
+    def counts(self, value: np.ndarray) -> None:
+        self._dense, self._idx, self._vals = value, None, None
+
+    def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bucket indices ascending, their counts) of the nonzero buckets."""
+        if self._dense is None:
+            return self._idx, self._vals
+        nz = np.flatnonzero(self._dense)
+        return nz, self._dense[nz]
+
+    def __repr__(self) -> str:
+        return (f"Hist(total={self.total}, min_ns={self.min_ns}, max_ns={self.max_ns}, "
+                f"clamped={self.clamped})")
 
     @classmethod
     def empty(cls) -> Hist:
@@ -68,9 +111,7 @@ class Hist:
     def from_take(cls, taken) -> Hist:
         """From HdrRecorder.take(): ((indices, counts), total, min_ns, max_ns, clamped)."""
         (idx, vals), total, min_ns, max_ns, clamped = taken
-        counts = np.zeros(COUNTS_LEN, dtype=np.uint64)
-        counts[idx] = vals
-        return cls(counts, int(total), int(min_ns), int(max_ns), int(clamped))
+        return cls.sparse(idx, vals, int(total), int(min_ns), int(max_ns), int(clamped))
 
     @classmethod
     def from_values(cls, values_ns) -> Hist:
@@ -86,8 +127,11 @@ class Hist:
         return h
 
     def add(self, other: Hist) -> Hist:
-        """Add other's counts into this one (exact), returning self."""
-        self.counts += other.counts
+        """Add other's counts into this one (exact), returning self (dense from now on)."""
+        if self._dense is None:
+            self.counts = self.counts.copy()
+        idx, vals = other.nonzero()
+        self._dense[idx] += vals.astype(np.uint64)
         self.total += other.total
         self.min_ns = min(self.min_ns, other.min_ns)
         self.max_ns = max(self.max_ns, other.max_ns)
@@ -95,18 +139,24 @@ class Hist:
         return self
 
     def copy(self) -> Hist:
-        return Hist(self.counts.copy(), self.total, self.min_ns, self.max_ns, self.clamped)
+        if self._dense is None:
+            return Hist.sparse(self._idx.copy(), self._vals.copy(), self.total, self.min_ns,
+                               self.max_ns, self.clamped)
+        return Hist(self._dense.copy(), self.total, self.min_ns, self.max_ns, self.clamped)
 
     # -- reading --------------------------------------------------------------------------
     def values_at(self, percentiles) -> list[int]:
         """Values (ns) at each percentile (0..100), by HdrHistogram's get_value_at_percentile."""
         if self.total == 0:
             return [0 for _ in percentiles]
-        cum = np.cumsum(self.counts)
+        # Over the nonzero buckets only: the first bucket whose running count reaches the
+        # target is the same one the dense running count finds.
+        idx, vals = self.nonzero()
+        cum = np.cumsum(vals)
         out = []
         for p in percentiles:
             target = max(int(min(p, 100.0) * self.total / 100 + 0.5), 1)
-            i = int(np.searchsorted(cum, target))
+            i = int(idx[min(int(np.searchsorted(cum, target)), len(idx) - 1)])
             out.append(int(HIGHEST_EQUIV[i] if p else LOWEST_EQUIV[i]))
         return out
 
@@ -120,8 +170,8 @@ class Hist:
         """Mean (ns) by HdrHistogram's rule: each count at the middle of its bucket."""
         if self.total == 0:
             return 0.0
-        nz = np.flatnonzero(self.counts)
-        return float(np.dot(self.counts[nz].astype(np.float64), MEDIAN_EQUIV[nz])) / self.total
+        nz, vals = self.nonzero()
+        return float(np.dot(vals.astype(np.float64), MEDIAN_EQUIV[nz])) / self.total
 
     def summary_ms(self) -> dict:
         """{p50, p90, p99, p999, max, mean} in milliseconds; max is the exact recorded maximum
@@ -178,15 +228,15 @@ class Hist:
             blob = blob.encode("ascii")
         return cls.from_hdrh(HdrHistogram.decode(blob))
 
-    # Pickled sparse: an interval touches a few hundred of the ~34k buckets.
+    # Pickled sparse (an interval touches a few hundred of the ~34k buckets), and kept so.
     def __getstate__(self):
-        nz = np.flatnonzero(self.counts).astype(np.int32)
-        return (nz, self.counts[nz], self.total, self.min_ns, self.max_ns, self.clamped)
+        nz, vals = self.nonzero()
+        return (nz.astype(np.int32), vals, self.total, self.min_ns, self.max_ns, self.clamped)
 
     def __setstate__(self, state):
-        nz, vals, self.total, self.min_ns, self.max_ns, self.clamped = state
-        self.counts = np.zeros(COUNTS_LEN, dtype=np.uint64)
-        self.counts[nz] = vals
+        nz, vals, total, min_ns, max_ns, clamped = state
+        h = Hist.sparse(nz, vals, total, min_ns, max_ns, clamped)
+        self.__dict__.update(h.__dict__)
 
 
 # Percentiles of the spectrum in results: dense where tails live (each "nine" gets points).

@@ -4,6 +4,9 @@ implementation), with the services the tests define:
 - /inference.GRPCInferenceService/ModelInfer: the Open Inference Protocol's call, parsed with
   MLServer's generated classes when MLServer is installed (else crestline's own): checks the
   model name and answers one output of --reply-bytes raw bytes;
+- /tensorflow.serving.PredictionService/Predict: TF Serving's call, parsed with crestline's
+  classes (no TF Serving package here): checks the model name, logs each input's dtype and
+  shape, answers one output tensor;
 - /test.Echo/Call: any bytes in, --reply-bytes bytes out.
 
     python tests/grpc_server.py --port 0 [--tls CERT KEY] [--fail-every N --fail-code 14] ...
@@ -29,6 +32,8 @@ try:  # the protocol as another project generated it, so the test does not check
     from mlserver.grpc.dataplane_pb2 import ModelInferRequest, ModelInferResponse
 except ImportError:
     from crestline.transport.kserve_pb import ModelInferRequest, ModelInferResponse
+
+from crestline.transport.tfserving_pb import PredictRequest, PredictResponse  # noqa: E402
 
 COUNT = itertools.count(1)
 LOCK = threading.Lock()
@@ -75,6 +80,19 @@ def main() -> int:
         resp.raw_output_contents.append(reply)
         return resp
 
+    def predict(req, context):
+        maybe_fail(context)
+        if req.model_spec.name != a.model:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {req.model_spec.name!r} not found")
+        ins = ",".join(f"{name}/{t.dtype}/{'x'.join(str(d.size) for d in t.tensor_shape.dim)}/"
+                       f"{len(t.tensor_content) or len(t.string_val)}"
+                       for name, t in sorted(req.inputs.items()))
+        note(f"method=Predict model={req.model_spec.name} "
+             f"signature={req.model_spec.signature_name} inputs={ins}")
+        resp = PredictResponse()
+        resp.outputs["scores"].tensor_content = reply
+        return resp
+
     def echo(data: bytes, context):
         maybe_fail(context)
         note(f"method=Call size={len(data)}")
@@ -85,6 +103,10 @@ def main() -> int:
             "ModelInfer": grpc.unary_unary_rpc_method_handler(
                 model_infer, request_deserializer=ModelInferRequest.FromString,
                 response_serializer=ModelInferResponse.SerializeToString)}),
+        grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", {
+            "Predict": grpc.unary_unary_rpc_method_handler(
+                predict, request_deserializer=PredictRequest.FromString,
+                response_serializer=PredictResponse.SerializeToString)}),
         grpc.method_handlers_generic_handler("test.Echo", {
             "Call": grpc.unary_unary_rpc_method_handler(echo)}),
     ]

@@ -87,6 +87,29 @@ def test_kserve_raw_contents_are_the_values_little_endian():
     np.testing.assert_array_equal(np.frombuffer(req.raw_input_contents[1], "<i8"), [7, 9])
 
 
+def test_tf_serving_predict_from_its_rest_json(grpc_server, tmp_path):
+    log = tmp_path / "calls.log"
+    s = grpc_server("--log", str(log), "--model", "wide_deep")
+    body = {"signature_name": "serving_default",
+            "instances": [{"age": 31.5, "ids": [3, 4], "city": "lisbon"},
+                          {"age": 40.0, "ids": [5, 6], "city": "porto"}]}
+    d = _run(f"{s.base}/tensorflow.serving.PredictionService/Predict",
+             body=json.dumps(body).encode(), model="wide_deep", rate_rps=50)
+    assert d["requests"]["ok"] == 50 and not _errors(d)
+    row = _log(log)[0]
+    assert row["model"] == "wide_deep" and row["signature"] == "serving_default"
+    # DT_FLOAT 1 [2] 8 bytes; DT_STRING 7 [2] two strings; DT_INT64 9 [2, 2] 32 bytes
+    assert row["inputs"] == "age/1/2/8,city/7/2/2,ids/9/2x2/32"
+
+
+def test_tf_serving_request_field_numbers_on_the_wire():
+    from crestline.transport.grpc_body import tfserving_request
+
+    wire = tfserving_request(b'{"inputs": {"x": [1.5]}}', "m")
+    # predict.proto: model_spec = 1 (tag 0x0a), inputs = 2 (tag 0x12); model.proto: name = 1
+    assert wire[:5] == b"\x0a\x03\x0a\x01m" and wire[5] == 0x12
+
+
 def test_errors_by_grpc_status_from_trailers_only_responses(grpc_server):
     s = grpc_server("--fail-every", "5", "--fail-code", "14")
     d = _run(f"{s.base}/test.Echo/Call", body=b"x")

@@ -1,7 +1,8 @@
 """What a gRPC run sends, decided once before load: the call's path and :authority, and its
-message as protobuf bytes: --body @req.pb as given, or, for the Open Inference Protocol's
+message as protobuf bytes: --body @req.pb as given; for the Open Inference Protocol's
 ModelInfer, built from the KServe v2 JSON request the HTTP path takes (inputs' data packed
-into raw_input_contents). Raises ConfigError naming the fix."""
+into raw_input_contents); for TF Serving's Predict, from its REST JSON request (named
+"inputs" or "instances"). Raises ConfigError naming the fix."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import numpy as np
 
 from crestline.errors import ConfigError
 
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
 # KServe v2 datatypes and how raw_input_contents holds them (little-endian, row-major).
 _DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
            "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2",
@@ -36,38 +39,58 @@ def check_grpc_path(path: str, url: str) -> None:
 
 def grpc_call(path: str, authority: str, body: bytes, model: str | None,
               headers=()) -> GrpcCall:
-    """The call for a run. ModelInfer with a JSON body (KServe v2 inference request): the
-    model from `model` (--model) or the JSON's model_name; any other body is the message's
-    protobuf bytes as they are."""
-    from crestline.transport.kserve_pb import MODEL_INFER
-
-    stripped = body.lstrip()
-    if path == MODEL_INFER and stripped[:1] == b"{":
+    """The call for a run. ModelInfer with a JSON body (KServe v2 inference request) or
+    Predict with one (TF Serving's REST request): the model from `model` (--model), else the
+    JSON's model_name; any other body is the message's protobuf bytes as they are."""
+    is_json = body.lstrip()[:1] == b"{"
+    if path == MODEL_INFER and is_json:
         message = kserve_request(body, model)
+    elif path == PREDICT and is_json:
+        message = tfserving_request(body, model)
     elif model is not None:
-        raise ConfigError(f"--model {model!r} applies only to {MODEL_INFER} with a JSON body")
+        raise ConfigError(f"--model {model!r} applies only to {MODEL_INFER} and {PREDICT} "
+                          "with a JSON body")
     else:
         message = body
     return GrpcCall(path, authority, message, tuple(headers))
 
 
-def kserve_request(body: bytes, model: str | None) -> bytes:
-    """A KServe v2 JSON inference request as a serialized inference.ModelInferRequest."""
-    try:
-        from crestline.transport.kserve_pb import ModelInferRequest
-    except ImportError:
-        raise ConfigError("ModelInfer from a JSON request needs protobuf: "
-                          "pip install crestline[grpc]") from None
-
+def _json(body: bytes, what: str) -> dict:
     try:
         doc = json.loads(body)
     except ValueError as exc:
-        raise ConfigError(f"--body is not JSON ({exc}): give a KServe v2 inference request, "
-                          "or the request message's protobuf bytes with --body @req.pb") from None
+        raise ConfigError(f"--body is not JSON ({exc}): give a {what} request, or the request "
+                          "message's protobuf bytes with --body @req.pb") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"--body: a {what} request is a JSON object")
+    return doc
+
+
+def _model(model: str | None, doc: dict, method: str) -> str:
     name = model or doc.get("model_name")
     if not name:
-        raise ConfigError("ModelInfer needs the model's name: add --model NAME (the JSON "
-                          "request the HTTP path takes names it in its URL)")
+        raise ConfigError(f"{method} needs the model's name: add --model NAME (the JSON request "
+                          "the HTTP path takes names it in its URL)")
+    return name
+
+
+def _protobuf(method: str):
+    try:
+        if method == "Predict":
+            from crestline.transport import tfserving_pb as pb
+        else:
+            from crestline.transport import kserve_pb as pb
+    except ImportError:
+        raise ConfigError(f"{method} from a JSON request needs protobuf: "
+                          "pip install crestline[grpc]") from None
+    return pb
+
+
+def kserve_request(body: bytes, model: str | None) -> bytes:
+    """A KServe v2 JSON inference request as a serialized inference.ModelInferRequest."""
+    ModelInferRequest = _protobuf("ModelInfer").ModelInferRequest
+    doc = _json(body, "KServe v2 inference")
+    name = _model(model, doc, "ModelInfer")
     req = ModelInferRequest(model_name=name, model_version=str(doc.get("model_version", "")),
                             id=str(doc.get("id", "")))
     inputs = doc.get("inputs")
@@ -88,6 +111,44 @@ def kserve_request(body: bytes, model: str | None) -> bytes:
         o = req.outputs.add(name=out["name"])
         _copy_params(o.parameters, out.get("parameters"))
     _copy_params(req.parameters, doc.get("parameters"))
+    return req.SerializeToString()
+
+
+def tfserving_request(body: bytes, model: str | None) -> bytes:
+    """TF Serving's REST request ({"signature_name", "inputs": {name: values}} or
+    {"instances": [{name: value}, ...]}) as a serialized tensorflow.serving.PredictRequest:
+    each input a TensorProto, floats as DT_FLOAT, integers as DT_INT64, booleans as DT_BOOL
+    (tensor_content, little-endian), strings as DT_STRING (string_val)."""
+    pb = _protobuf("Predict")
+    doc = _json(body, "TF Serving Predict")
+    req = pb.PredictRequest()
+    req.model_spec.name = _model(model, doc, "Predict")
+    if doc.get("signature_name"):
+        req.model_spec.signature_name = str(doc["signature_name"])
+    inputs = doc.get("inputs")
+    if inputs is None and isinstance(doc.get("instances"), list) and doc["instances"] and all(
+            isinstance(row, dict) for row in doc["instances"]):
+        names = list(doc["instances"][0])
+        inputs = {n: [row[n] for row in doc["instances"]] for n in names}
+    if not isinstance(inputs, dict) or not inputs:
+        raise ConfigError("the Predict request needs named inputs: {\"inputs\": {\"NAME\": "
+                          "[...]}} or {\"instances\": [{\"NAME\": ...}, ...]}")
+    for name, data in inputs.items():
+        t = req.inputs[name]
+        arr = np.asarray(data)
+        for size in arr.shape:
+            t.tensor_shape.dim.add(size=size)
+        if arr.dtype.kind in "US":
+            t.dtype = pb.DT["DT_STRING"]
+            t.string_val.extend(str(x).encode() for x in arr.reshape(-1))
+            continue
+        kind = {"f": ("DT_FLOAT", "<f4"), "i": ("DT_INT64", "<i8"), "u": ("DT_INT64", "<i8"),
+                "b": ("DT_BOOL", "?")}.get(arr.dtype.kind)
+        if kind is None:
+            raise ConfigError(f"Predict input {name!r}: values of one type and shape, "
+                              f"numbers, booleans or strings (got {arr.dtype})")
+        t.dtype = pb.DT[kind[0]]
+        t.tensor_content = arr.astype(kind[1]).tobytes()
     return req.SerializeToString()
 
 

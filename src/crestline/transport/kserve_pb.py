@@ -94,4 +94,3 @@ ModelInferRequest = message_factory.GetMessageClass(
     POOL.FindMessageTypeByName("inference.ModelInferRequest"))
 ModelInferResponse = message_factory.GetMessageClass(
     POOL.FindMessageTypeByName("inference.ModelInferResponse"))
-MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"

@@ -185,3 +185,23 @@ def test_sweep_over_grpc(grpc_server):
     assert p.returncode == 0, p.stderr
     rows = [line.split() for line in p.stdout.splitlines() if line.strip()[:3] in ("50 ", "100")]
     assert [r[0] for r in rows] == ["50", "100"] and all(r[-1] == "yes" for r in rows), p.stdout
+
+
+def test_trace_replay_of_recorded_messages_with_latency_by_method(grpc_server, tmp_path):
+    from crestline.trace.format import TraceRecord, write_trace
+
+    log = tmp_path / "calls.log"
+    s = grpc_server("--log", str(log), "--model", "ranker")
+    infer = json.dumps(KSERVE).encode()
+    records = [TraceRecord(i * 10_000_000, "POST", INFER if i % 3 == 0 else "/test.Echo/Call",
+                           [("x-tenant", "a")], infer if i % 3 == 0 else b"\x0a\x01" + bytes([i]))
+               for i in range(60)]  # 20 ModelInfer and 40 Echo calls over 0.6 s
+    trace = tmp_path / "calls.cltrace"
+    write_trace(trace, records, source="test")
+    d = _run(s.base + "/", trace=str(trace), arrival="trace", model="ranker", rate_rps=100,
+             duration_s=0.6)
+    assert d["requests"]["ok"] == 60 and not _errors(d), d["requests"]
+    methods = [row["method"] for row in _log(log)]
+    assert methods.count("ModelInfer") == 20 and methods.count("Call") == 40
+    assert {name: c["completed"] for name, c in d["by_class"].items()} == {
+        "/test.Echo/Call": 40, INFER: 20}

@@ -14,7 +14,7 @@ from crestline import __version__
 from crestline.engine.arrivals import ARRIVALS
 from crestline.errors import ConfigError
 from crestline.redact import Redaction
-from crestline.transport.grpc_body import GrpcCall, check_grpc_path, grpc_call
+from crestline.transport.grpc_body import GrpcTarget, check_grpc_path
 from crestline.transport.tls import TlsOptions, check_tls_options
 from crestline.units import parse_duration_s, parse_rate_rps
 
@@ -222,22 +222,20 @@ class RunSpec:
             refuse("--speed", self.speed, f"above 0, at most {MAX_SPEED:g}", "e.g. --speed 2")
 
     def _check_grpc(self) -> None:
-        """A gRPC URL: its method path, one message, HTTP/2; the message is built here once
-        so a bad body is refused before load."""
-        check_grpc_path(self.target.path, self.url)
-        if self.trace:
-            raise ConfigError("--trace with a gRPC URL is not supported yet: give the request "
-                              "message with --body @req.pb (or a KServe v2 JSON request)")
+        """A gRPC URL: HTTP/2, POST, and (without a trace) its method path and the message,
+        built here once so a bad body is refused before load. A trace's records name their
+        own methods (crestline.engine.workload renders them; each becomes its call there)."""
         self.http2 = True
         self.method = "POST"
-        self.grpc_call()
+        if not self.trace:
+            check_grpc_path(self.target.path, self.url)
+            self.grpc_target().call_for(self.request_bytes())
 
-    def grpc_call(self) -> GrpcCall | None:
-        """What a gRPC run sends (None for HTTP URLs). Raises ConfigError."""
+    def grpc_target(self) -> GrpcTarget | None:
+        """Where a gRPC run's calls go (None for HTTP URLs)."""
         t = self.target
-        if t.scheme not in GRPC_SCHEMES:
-            return None
-        return grpc_call(t.path, t.host_header, self.body, self.model, self.headers)
+        return (GrpcTarget(t.host_header, self.model, mixed=bool(self.trace))
+                if t.scheme in GRPC_SCHEMES else None)
 
     def _check_http2(self) -> None:
         """--http2 and --streams, before any load."""

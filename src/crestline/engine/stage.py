@@ -59,7 +59,7 @@ class Engine:
         connections, max_inflight = spec.share(worker)
         self.spec = spec
         plan = plan_for(target.scheme, target.host, spec.tls, http2=spec.http2,
-                        streams=spec.streams, grpc=spec.grpc_call())
+                        streams=spec.streams, grpc=spec.grpc_target())
         self.core = _core.Core(
             asyncio.get_running_loop(), target.host, target.port,
             [plan.render(p) for p in payloads or [spec.request_bytes()]], LAYOUT,

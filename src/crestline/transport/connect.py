@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from crestline._http1 import Http1
-from crestline.transport.grpc_body import GrpcCall
+from crestline.transport.grpc_body import GrpcTarget
 from crestline.transport.tls import TlsOptions, client_context
 
 
@@ -29,11 +29,12 @@ def _same(payload: bytes) -> bytes:
 
 
 def plan_for(scheme: str, host: str, tls: TlsOptions, *, http2: bool = False,
-             streams: int = 1, grpc: GrpcCall | None = None) -> Plan:
+             streams: int = 1, grpc: GrpcTarget | None = None) -> Plan:
     """The Plan for a URL's scheme and host. https: one SSLContext shared by the connections,
     the URL's host sent as SNI and checked against the certificate; ALPN offers h2 with
     http2, else http/1.1. http2: every request rendered once as HTTP/2 frames. grpc (for
-    grpc:// and grpcs://): the one call, rendered once, over HTTP/2 with gRPC outcomes."""
+    grpc:// and grpcs://): every request rendered once as the gRPC call it stands for, over
+    HTTP/2 with gRPC outcomes."""
     if grpc is not None:
         return _grpc_plan(scheme, host, tls, streams, grpc)
     if scheme == "call":
@@ -54,13 +55,18 @@ def plan_for(scheme: str, host: str, tls: TlsOptions, *, http2: bool = False,
     return Plan(None, 1, _same)
 
 
-def _grpc_plan(scheme: str, host: str, tls: TlsOptions, streams: int, call: GrpcCall) -> Plan:
+def _grpc_plan(scheme: str, host: str, tls: TlsOptions, streams: int,
+               target: GrpcTarget) -> Plan:
     from crestline._h2 import H2
     from crestline.transport.h2frames import grpc_frames
 
     secure = scheme == "grpcs"
     ssl_ctx = client_context(tls, alpn=("h2",)) if secure else None
-    frames = grpc_frames(call.path, call.authority, "https" if secure else "http", call.message,
-                         list(call.headers))
+
+    def render(request: bytes) -> bytes:
+        call = target.call_for(request)
+        return grpc_frames(call.path, call.authority, "https" if secure else "http",
+                           call.message, list(call.headers))
+
     return Plan(functools.partial(H2, ssl=ssl_ctx, server_hostname=host, streams=streams,
-                                  grpc=True), streams, lambda _request: frames)
+                                  grpc=True), streams, render)

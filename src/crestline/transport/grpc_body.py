@@ -21,12 +21,44 @@ _DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT6
            "FP32": "<f4", "FP64": "<f8"}
 
 
+# Fields of a rendered HTTP/1.1 request that a gRPC call sets itself or must not carry.
+_NOT_METADATA = {"host", "content-length", "content-type", "te", "connection", "keep-alive",
+                 "transfer-encoding", "accept"}
+
+
 @dataclass(frozen=True)
 class GrpcCall:
     path: str       # /package.Service/Method
     authority: str
     message: bytes  # the serialized request message
     headers: tuple = ()
+
+
+@dataclass(frozen=True)
+class GrpcTarget:
+    """Where a run's gRPC calls go: its :authority and, for JSON bodies, the model.
+    mixed: the calls are a trace's, of several methods: the model goes only to the ones
+    built from JSON (else a model for another method is refused)."""
+
+    authority: str
+    model: str | None = None
+    mixed: bool = False
+
+    def call_for(self, request: bytes) -> GrpcCall:
+        """The call a rendered request stands for (crestline.engine.spec.render_request's
+        bytes, for the run's one request or each trace record): its path is the method, its
+        body the message (or the JSON it is built from), its other headers the metadata."""
+        head, _, body = request.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        target = lines[0].split(" ", 2)[1]
+        check_grpc_path(target, target)
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() not in _NOT_METADATA:
+                headers.append((name.strip(), value.strip()))
+        model = self.model if not self.mixed or target in (MODEL_INFER, PREDICT) else None
+        return grpc_call(target, self.authority, body, model, headers)
 
 
 def check_grpc_path(path: str, url: str) -> None:

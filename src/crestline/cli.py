@@ -158,17 +158,7 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     _add_secret_options(g)
     g.add_argument("--body", default=None, metavar="STRING|@FILE",
                    help="request body: a string, or @path to send a file's bytes")
-    g = p.add_argument_group("tls (https:// URLs)")
-    g.add_argument("--cacert", metavar="FILE", default=None,
-                   help="verify the server against the CA certificates in this PEM file "
-                   "instead of the system store")
-    g.add_argument("--insecure", action="store_true",
-                   help="do not verify the server's certificate (said in the summary and "
-                   "the result)")
-    g.add_argument("--cert", metavar="FILE", default=None,
-                   help="client certificate (PEM) for servers that require one (mTLS)")
-    g.add_argument("--key", metavar="FILE", default=None,
-                   help="the --cert's private key (PEM), unless the --cert file holds it")
+    _add_tls_options(p.add_argument_group("tls (https:// URLs)"))
     g = p.add_argument_group("http/2 and grpc")
     g.add_argument("--http2", action="store_true",
                    help="speak HTTP/2: prior knowledge (h2c) for http://, ALPN h2 for "
@@ -254,6 +244,19 @@ def _add_secret_options(g) -> None:
                    help="write secret header values as sent (the result says so)")
 
 
+def _add_tls_options(g) -> None:
+    g.add_argument("--cacert", metavar="FILE", default=None,
+                   help="verify the server against the CA certificates in this PEM file "
+                   "instead of the system store")
+    g.add_argument("--insecure", action="store_true",
+                   help="do not verify the server's certificate (said in the summary and "
+                   "the result)")
+    g.add_argument("--cert", metavar="FILE", default=None,
+                   help="client certificate (PEM) for servers that require one (mTLS)")
+    g.add_argument("--key", metavar="FILE", default=None,
+                   help="the --cert's private key (PEM), unless the --cert file holds it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="crestline", description="Open-loop load and capacity planning for ML "
                 "model servers, with latency counted from the intended send time.")
@@ -331,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="bodies larger than this are forwarded but not recorded "
                      "(default 16 MiB)")
     _add_secret_options(rec)
+    _add_tls_options(rec.add_argument_group("tls (an https:// --upstream)"))
     rep = sub.add_parser("report", help="rebuild reports from a result or runlog, no load sent",
                          description="Read a result (--out JSON) or a runlog (--runlog) and "
                          "print its summary; or write it again as JSON, as an HdrHistogram "
@@ -789,8 +793,11 @@ def cmd_trace(a) -> int:
 
 
 def cmd_record(a) -> int:
+    import urllib.parse
+
     from crestline.redact import Redaction
     from crestline.trace.record import RecordConfig, parse_listen, parse_upstream, run_record
+    from crestline.transport.tls import TlsOptions, check_tls_options, client_context
     from crestline.units import parse_duration_s
 
     host, port = parse_listen(a.listen)
@@ -808,10 +815,14 @@ def cmd_record(a) -> int:
     if a.max_body_bytes < 0:
         raise ConfigError("--max-body-bytes must be >= 0")
     up_origin = f"[{up_host}]" if ":" in up_host else up_host  # an IPv6 literal, bracketed
-    cfg = RecordConfig(host, port, f"http://{up_origin}:{up_port}/", up_host, up_port, a.out,
-                       max_requests=max_requests, duration_s=duration_s,
+    scheme = urllib.parse.urlsplit(a.upstream.strip()).scheme
+    tls = TlsOptions(a.cacert, a.insecure, a.cert, a.key)
+    check_tls_options(tls, scheme)
+    cfg = RecordConfig(host, port, f"{scheme}://{up_origin}:{up_port}/", up_host, up_port,
+                       a.out, max_requests=max_requests, duration_s=duration_s,
                        max_body_bytes=a.max_body_bytes,
-                       redaction=Redaction(tuple(a.redact), a.show_secrets))
+                       redaction=Redaction(tuple(a.redact), a.show_secrets),
+                       upstream_ssl=client_context(tls) if scheme == "https" else None)
     r = run_record(cfg)
     print(f"recorded {r['recorded']:,} requests over {r['duration_s']:.3f} s to {a.out}",
           flush=True)

@@ -35,7 +35,7 @@ ALLOWED = {
     "embed": BASE | {"capacity", "engine", "measure", "session", "search"},
     "pytest_plugin": BASE | {"api", "capacity", "embed", "engine", "report"},
     "cli": BASE | {"outputs", "api", "capacity", "engine", "measure", "report", "servers", "slo",
-                   "trace", "search", "telemetry", "session", "sweep"},
+                   "trace", "search", "telemetry", "session", "sweep", "transport"},
     "__main__": {"cli"},
     "__init__": BASE | {"api", "engine", "measure"},
 }

@@ -331,8 +331,11 @@ class _Client(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         host, port = self.proxy.upstream_addr
         try:
-            _, up = await loop.create_connection(lambda: _Upstream(self), host, port)
-        except OSError as exc:
+            ssl_ctx = self.proxy.upstream_ssl
+            _, up = await loop.create_connection(
+                lambda: _Upstream(self), host, port, ssl=ssl_ctx,
+                server_hostname=host if ssl_ctx is not None else None)
+        except OSError as exc:  # ssl.SSLError too: a refused certificate
             self.connecting = None
             self._fail(f"connection failed: {exc.strerror or exc}")
             return
@@ -398,9 +401,11 @@ class _Client(asyncio.Protocol):
 
 
 class Proxy:
-    def __init__(self, recorder: Recorder, upstream_addr: tuple[str, int]):
+    def __init__(self, recorder: Recorder, upstream_addr: tuple[str, int],
+                 upstream_ssl=None):
         self.recorder = recorder
         self.upstream_addr = upstream_addr
+        self.upstream_ssl = upstream_ssl  # an ssl.SSLContext for an https:// upstream
         self.clients: set[_Client] = set()
         self.tasks: set[asyncio.Task] = set()
 
@@ -426,6 +431,8 @@ class RecordConfig:
     duration_s: float | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     redaction: Redaction = field(default_factory=Redaction)
+    # an https:// upstream: the client context (verification, --cacert, --cert) to reach it
+    upstream_ssl: object = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -439,15 +446,14 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def parse_upstream(url: str) -> tuple[str, int]:
     parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme != "http":
-        raise ConfigError(f"--upstream {url!r} must be an http:// URL (https is not "
-                          f"supported)")
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"--upstream {url!r} must be an http:// or https:// URL")
     try:
-        host, port = parts.hostname, parts.port or 80
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         host, port = None, None
     if not host or port is None:
-        raise ConfigError(f"cannot read --upstream {url!r}: write http://HOST[:PORT]")
+        raise ConfigError(f"cannot read --upstream {url!r}: write http[s]://HOST[:PORT]")
     if parts.path not in ("", "/") or parts.query:
         raise ConfigError(f"--upstream {url!r}: give only the origin (http://HOST:PORT): "
                           f"paths are forwarded as the client sends them")
@@ -478,7 +484,7 @@ async def record_async(cfg: RecordConfig, stop: asyncio.Event | None = None,
     writer = TraceWriter(cfg.out, source="crestline record", base_url=cfg.upstream_url,
                          meta=meta)
     recorder = Recorder(writer, cfg.max_requests, cfg.max_body_bytes, stop, cfg.redaction)
-    proxy = Proxy(recorder, (cfg.upstream_host, cfg.upstream_port))
+    proxy = Proxy(recorder, (cfg.upstream_host, cfg.upstream_port), cfg.upstream_ssl)
     try:
         server = await loop.create_server(lambda: _Client(proxy), cfg.listen_host,
                                           cfg.listen_port, backlog=1024)

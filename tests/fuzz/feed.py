@@ -32,8 +32,10 @@ class _Answer(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data):
+        if self.buf is None:  # answered already: one request per connection
+            return
         self.buf += data
-        if b"\r\n\r\n" in self.buf and self.buf is not None:
+        if b"\r\n\r\n" in self.buf:
             self.buf = None
             self.feeder.loop.create_task(self._answer(list(self.feeder.parts)))
 

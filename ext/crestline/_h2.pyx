@@ -249,6 +249,12 @@ cdef class H2Session:
         cdef int room
         if self.closed:
             return
+        if self.peer_max_streams == 0:
+            # Another socket would be told the same: fail the opens instead of looping.
+            self._fail_pending(ERR_PROTOCOL, f"{self.connector.host}:{self.connector.port} "
+                               "allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)")
+            self._maybe_close()
+            return
         room = self.limit() - len(self.conns) if self.accepting else 0
         while self.n_pending > 0:
             self.n_pending -= 1
@@ -503,6 +509,9 @@ cdef class H2Session:
                 outcome = OUTCOME_OK
             else:
                 outcome = ERR_GRPC + (code if code <= 16 else 2) - 1
+        elif status == 0:
+            self.owner.conn_error(st, ERR_PROTOCOL, "a response that ended with no :status")
+            return
         else:
             outcome = (ERR_HTTP_5XX if status >= 500 else ERR_HTTP_4XX if status >= 400
                        else OUTCOME_OK)

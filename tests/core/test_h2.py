@@ -165,3 +165,12 @@ def test_cli_http2_with_workers(h2_server):
     assert p.stderr.strip().splitlines() == [
         "crestline: error: --streams 4 applies to HTTP/2 only (HTTP/1.1 carries one request "
         "per connection): add --http2, or drop it"]
+
+
+def test_a_server_allowing_no_streams_fails_each_open_without_a_storm(h2_server, tmp_path):
+    s = h2_server("--max-streams", "0")
+    d = _run(s.url, rate_rps=50, streams=4)
+    assert _errors(d) == {"protocol": 50}
+    assert "allows no streams" in d["requests"]["error_messages"]["protocol"][0]
+    # one socket per failed request at most, not a loop of reconnects
+    assert d["connection_setup_ms"]["connections"] <= 50

@@ -37,6 +37,7 @@ def ext(name):
 setup(
     ext_modules=cythonize(
         [ext("_hdr"), ext("_sse"), ext("_seam"), ext("_http1"), ext("_hpack"), ext("_h2"),
+         ext("_h2connector"),
          ext("_callable"), ext("_core")],
         include_path=["ext"],
         compiler_directives=directives,

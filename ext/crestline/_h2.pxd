@@ -23,8 +23,11 @@ cdef class H2Stream(Conn):
     cdef _reset(self)
 
 
+cdef class H2Base
+
+
 cdef class H2Session:
-    cdef H2 connector
+    cdef H2Base connector
     cdef Owner owner
     cdef object transport
     cdef object write
@@ -70,7 +73,8 @@ cdef class H2Session:
     cdef _maybe_close(self)
 
 
-cdef class H2(Connector):
+# The sessions' connector: its settings and sessions (crestline._h2connector.H2 opens them).
+cdef class H2Base(Connector):
     cdef object loop
     cdef str host
     cdef int port

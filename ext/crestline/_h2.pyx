@@ -17,17 +17,14 @@ streams (those the server did not process fail as `read` errors), RST_STREAM fai
 request, and a request timed out by the core is reset with RST_STREAM(CANCEL).
 """
 import asyncio
-import socket
 from urllib.parse import unquote
 
 from libc.stdint cimport int32_t, int64_t, uint32_t
-from libc.string cimport memcpy
 
 from crestline._clock cimport now_ns
 from crestline._hpack cimport HpackDecoder
-from crestline._seam cimport (CONN_BUSY, CONN_DEAD, ERR_CONNECT, ERR_GRPC, ERR_HTTP_4XX,
-                              ERR_HTTP_5XX, ERR_PROTOCOL, ERR_READ, ERR_TLS, OUTCOME_OK, Conn,
-                              Connector, Owner)
+from crestline._seam cimport (CONN_BUSY, ERR_CONNECT, ERR_GRPC, ERR_HTTP_4XX, ERR_HTTP_5XX,
+                              ERR_PROTOCOL, ERR_READ, OUTCOME_OK, Conn, Connector, Owner)
 
 cdef bytes PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -157,7 +154,7 @@ cdef class H2Stream(Conn):
 cdef class H2Session:
     """One HTTP/2 connection; also its asyncio protocol (see H2Protocol)."""
 
-    def __init__(self, H2 connector, Owner owner):
+    def __init__(self, H2Base connector, Owner owner):
         self.connector = connector
         self.owner = owner
         self.decoder = HpackDecoder()
@@ -577,92 +574,6 @@ class H2Protocol(H2Session, asyncio.Protocol):
     pass
 
 
-cdef class H2(Connector):
-    """Opens HTTP/2 streams to host:port for the core: each open attaches one stream slot to
-    a session with room (at most `streams` each, and no more than the server allows), or
-    opens a new socket (TCP connect and, with ssl, the TLS handshake within
-    connect_timeout_s; then the server's SETTINGS within connect_timeout_s more).
-
-    grpc: responses are gRPC (outcome by grpc-status, from trailers or a trailers-only
-    response). Needs the hpack package's tables (pip install crestline[http2]).
-    """
-
-    def __init__(self, loop, str host, int port, double connect_timeout_s, ssl=None,
-                 server_hostname=None, int streams=1, bint grpc=False):
-        self.loop = loop
-        self.host = host
-        self.port = port
-        self.connect_timeout_s = connect_timeout_s
-        self.ssl = ssl
-        self.server_hostname = server_hostname
-        self.streams = streams
-        self.grpc = grpc
-        self.sessions = []
-        self.addr = None
-
-    cdef open(self, Owner owner):
-        cdef H2Session s
-        for s in self.sessions:
-            if s.can_take():
-                s.n_pending += 1
-                if s.ready:
-                    # Said on the next turn: the core may be in the middle of its books.
-                    self.loop.call_soon(s._attach_soon)
-                return
-        s = H2Protocol(self, owner)
-        s.n_pending = 1
-        self.sessions.append(s)
-        self.loop.create_task(self._open(s))
-
-    async def _open(self, H2Session s):
-        cdef int64_t t0 = now_ns()
-        try:
-            await asyncio.wait_for(self._connect(s), self.connect_timeout_s)
-        except asyncio.CancelledError:
-            s.closed = True
-            n, s.n_pending = s.n_pending, 0
-            for _ in range(n):
-                s.owner.conn_failed(ERR_CONNECT, None)
-            raise
-        except BaseException as exc:
-            if s.transport is None:
-                s.closed = True
-                try:
-                    self.sessions.remove(s)
-                except ValueError:
-                    pass
-                if s.tcp_ns:
-                    s._fail_pending(ERR_TLS, f"TLS handshake with {self.host}:{self.port}: "
-                                    + str(getattr(exc, "verify_message", None)
-                                          or getattr(exc, "reason", None) or exc))
-                else:
-                    s._fail_pending(ERR_CONNECT, f"connect to {self.host}:{self.port}: "
-                                    + (f"timed out after {self.connect_timeout_s:g} s"
-                                       if isinstance(exc, (asyncio.TimeoutError, TimeoutError))
-                                       else str(exc)))
-        else:
-            if self.ssl is None:
-                s.owner.conn_setup(s.up_ns - t0, -1)
-            else:
-                s.owner.conn_setup(s.tcp_ns - t0, s.up_ns - s.tcp_ns)
-
-    async def _connect(self, H2Session s):
-        if self.ssl is None:
-            await self.loop.create_connection(lambda: s, self.host, self.port)
-            return
-        if self.addr is None:
-            infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-            self.addr = infos[0]
-        family, type_, proto, _, sockaddr = self.addr
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await self.loop.sock_connect(sock, sockaddr)
-            s.tcp_ns = now_ns()
-            await self.loop.create_connection(
-                lambda: s, sock=sock, ssl=self.ssl, server_hostname=self.server_hostname,
-                ssl_handshake_timeout=self.connect_timeout_s)
-        except BaseException:
-            sock.close()
-            raise
+cdef class H2Base(Connector):
+    """What the sessions read of their connector (declared in _h2.pxd); the connector that
+    opens sockets and attaches streams is crestline._h2connector.H2."""

@@ -26,7 +26,7 @@ ALLOWED = {
     "search": BASE | {"measure", "slo", "telemetry"},
     "report": BASE | {"measure", "slo", "telemetry", "search"},
     "engine": BASE | {"measure", "trace", "transport", "_core"},
-    "transport": BASE | {"_http1", "_h2", "_callable"},
+    "transport": BASE | {"_http1", "_h2connector", "_callable"},
     "servers": BASE | {"trace"},
     "session": BASE | {"engine", "measure", "telemetry", "slo"},
     "api": BASE | {"outputs", "engine", "measure", "session", "slo", "telemetry"},

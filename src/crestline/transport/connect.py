@@ -45,7 +45,7 @@ def plan_for(scheme: str, host: str, tls: TlsOptions, *, http2: bool = False,
     if scheme == "https":
         ssl_ctx = client_context(tls, alpn=("h2",) if http2 else ("http/1.1",))
     if http2:
-        from crestline._h2 import H2
+        from crestline._h2connector import H2
         from crestline.transport.h2frames import from_http1
 
         return Plan(functools.partial(H2, ssl=ssl_ctx, server_hostname=host, streams=streams),
@@ -57,7 +57,7 @@ def plan_for(scheme: str, host: str, tls: TlsOptions, *, http2: bool = False,
 
 def _grpc_plan(scheme: str, host: str, tls: TlsOptions, streams: int,
                target: GrpcTarget) -> Plan:
-    from crestline._h2 import H2
+    from crestline._h2connector import H2
     from crestline.transport.h2frames import grpc_frames
 
     secure = scheme == "grpcs"

@@ -49,6 +49,8 @@ def main() -> int:
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--fail-every", type=int, default=0)
     p.add_argument("--fail-code", type=int, default=14)
+    p.add_argument("--max-age-ms", type=int, default=0,
+                   help="grpc.max_connection_age_ms: GOAWAY on every connection this old")
     p.add_argument("--log", default=None)
     a = p.parse_args()
     log = open(a.log, "a") if a.log else None
@@ -112,7 +114,10 @@ def main() -> int:
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), handlers=handlers,
                          options=[("grpc.max_receive_message_length", 64 << 20),
-                                  ("grpc.max_send_message_length", 64 << 20)])
+                                  ("grpc.max_send_message_length", 64 << 20)] + (
+                             [("grpc.max_connection_age_ms", a.max_age_ms),
+                              ("grpc.max_connection_age_grace_ms", 2000)]
+                             if a.max_age_ms else []))
     if a.tls:
         cert, key = (open(f, "rb").read() for f in a.tls)
         port = server.add_secure_port(f"127.0.0.1:{a.port}",

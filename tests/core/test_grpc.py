@@ -205,3 +205,14 @@ def test_trace_replay_of_recorded_messages_with_latency_by_method(grpc_server, t
     assert methods.count("ModelInfer") == 20 and methods.count("Call") == 40
     assert {name: c["completed"] for name, c in d["by_class"].items()} == {
         "/test.Echo/Call": 40, INFER: 20}
+
+
+def test_goaway_from_grpcio_during_a_run(grpc_server):
+    # grpcio sends GOAWAY on each connection 300 ms old (max_connection_age): the run moves to
+    # new connections; calls the server took finish within its grace.
+    s = grpc_server("--max-age-ms", "300")
+    d = _run(f"{s.base}/test.Echo/Call", body=b"x", rate_rps=200, duration_s=1.5)
+    r = d["requests"]
+    assert r["ok"] + r["by_error"]["read"] == r["scheduled"] == 300, r
+    assert r["ok"] >= 290
+    assert d["connection_setup_ms"]["connections"] >= 3

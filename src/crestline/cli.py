@@ -289,9 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="shorter warm-up and steps: under a minute")
     demo.add_argument("--run", action="store_true",
                       help="a plain open-loop run (--rate, --duration) instead of a search")
-    demo.add_argument("--rate", default="200", help="with --run: requests per second")
+    demo.add_argument("--rate", default=None,
+                      help="with --run: requests per second (default 200; with --llm 20)")
     demo.add_argument("--duration", default="10s", help="with --run: default 10s")
-    demo.add_argument("--slo", default="p99=50ms", help="the search's SLO (default p99=50ms)")
+    demo.add_argument("--llm", action="store_true",
+                      help="the demo LLM server instead (continuous batching, OpenAI chat "
+                      "streams): a search on TTFT and ITL (docs/llm.md)")
+    demo.add_argument("--slo", default=None,
+                      help="the search's SLO, terms joined by commas (default p99=50ms; with "
+                      f"--llm {LLM_DEMO_SLO}, with --quick {LLM_DEMO_QUICK_SLO})")
     demo.add_argument("--html", default="crestline-demo.html", metavar="OUT.html",
                       help="the HTML report (default crestline-demo.html; needs "
                       "crestline[html]); '' for none")
@@ -693,15 +699,22 @@ examples:
   crestline demo                       # about 90 s: a search, then crestline-demo.html
   crestline demo --quick               # under a minute
   crestline demo --run --rate 300      # a plain run against the demo model
+  crestline demo --llm --quick         # the demo LLM server: capacity on TTFT and ITL
   crestline demo-server --port 8000    # the demo model alone, to point your own runs at
 
 The demo model server: crestline demo-server --help. The search: docs/search.md.
 """
 
 
-def _start_demo_server(*flags: str) -> tuple[subprocess.Popen, str]:
+# TTFT is one sample a request: --quick's short steps hold enough of them for a p90, not a p99
+LLM_DEMO_SLO = "ttft_p99=200ms,itl_p99=60ms"
+LLM_DEMO_QUICK_SLO = "ttft_p90=100ms,itl_p99=60ms"
+
+
+def _start_demo_server(*flags: str, module: str = "crestline.servers.demo"
+                       ) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "crestline.servers.demo", "--port", "0", "--max-seconds", "1800",
+        [sys.executable, "-m", module, "--port", "0", "--max-seconds", "1800",
          *flags], stdout=subprocess.PIPE, text=True,
         start_new_session=True)  # Ctrl-C stops the search, which then stops the server
     try:
@@ -721,30 +734,38 @@ def cmd_demo(a) -> int:
     from crestline.servers.demo_requests import write_demo_trace
 
     server = None
+    default_slo = (LLM_DEMO_QUICK_SLO if a.quick else LLM_DEMO_SLO) if a.llm else "p99=50ms"
+    slo = [t.strip() for t in (a.slo or default_slo).split(",") if t.strip()]
     with tempfile.TemporaryDirectory(prefix="crestline-demo-") as workdir:
         try:
-            # --quick: a shorter server warm-up, which the search still has to find.
-            server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
-            url = f"http://{hostport}/v2/models/ranker/infer"
-            trace = os.path.join(workdir, "ranker.cltrace")
-            write_demo_trace(trace, count=400, seed=1)
-            print(f"demo model server at {url}: a ranking MLP scoring 10..400 candidates per "
-                  "request (KServe v2 JSON), 2 model threads, slow for its first seconds",
-                  file=sys.stderr)
+            if a.llm:
+                server, url, trace, search = _llm_demo(workdir, a.quick)
+            else:
+                # --quick: a shorter server warm-up, which the search still has to find.
+                server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
+                url = f"http://{hostport}/v2/models/ranker/infer"
+                trace = os.path.join(workdir, "ranker.cltrace")
+                write_demo_trace(trace, count=400, seed=1)
+                print(f"demo model server at {url}: a ranking MLP scoring 10..400 candidates "
+                      "per request (KServe v2 JSON), 2 model threads, slow for its first "
+                      "seconds", file=sys.stderr)
+                search = ["--start-rate", "300" if a.quick else "150",
+                          "--max-rate", "5k", "--step-duration", "3s" if a.quick else "5s",
+                          "--tolerance", "5%" if a.quick else "2%", "--warmup", "auto",
+                          # --quick keeps its promise on a busy machine too: the best pass
+                          # by then.
+                          "--max-time", "50s" if a.quick else "10m"]
             out = a.out or os.path.join(workdir, "result.json")
             common = ["--trace", trace, "--arrival", "poisson", "--seed", "1", "--out", out]
             if a.runlog:
                 common += ["--runlog", a.runlog]
             if a.run:
                 rc = cmd_run(build_parser().parse_args(
-                    ["run", url, "--rate", a.rate, "--duration", a.duration] + common))
+                    ["run", url, "--rate", a.rate or ("20" if a.llm else "200"),
+                     "--duration", a.duration] + common))
             else:
                 rc = cmd_search(build_parser().parse_args(
-                    ["search", url, "--slo", a.slo, "--start-rate", "300" if a.quick else "150",
-                     "--max-rate", "5k", "--step-duration", "3s" if a.quick else "5s",
-                     "--tolerance", "5%" if a.quick else "2%", "--warmup", "auto",
-                     # --quick keeps its promise on a busy machine too: the best pass by then.
-                     "--max-time", "50s" if a.quick else "10m"] + common))
+                    ["search", url] + [f"--slo={t}" for t in slo] + search + common))
             if a.html:
                 with open(out) as f:
                     result = json.load(f)
@@ -760,6 +781,31 @@ def cmd_demo(a) -> int:
             if server is not None:
                 server.terminate()
                 server.wait(timeout=10)
+
+
+def _llm_demo(workdir: str, quick: bool) -> tuple[subprocess.Popen, str, str, list[str]]:
+    """`crestline demo --llm`: the demo LLM server with its demo costs, the demo chat mix as a
+    trace, and the search's options (server, url, trace, options)."""
+    from crestline.engine.llm_workload import write_demo_workload
+    from crestline.servers.llm_batch import DEMO_COST, demo_flags
+
+    server, hostport = _start_demo_server(*demo_flags(), module="crestline.servers.llm")
+    url = f"http://{hostport}/"
+    trace = os.path.join(workdir, "chat.cltrace")
+    prompt, output = write_demo_workload(trace, n=400, seed=1)
+    cap = DEMO_COST.capacity_rps(round(prompt), round(output))
+    print(f"demo LLM server at {url}: continuous batching of up to {DEMO_COST.max_batch} "
+          f"sequences, {DEMO_COST.step_ms:g} ms a decode step + {DEMO_COST.step_ms_per_seq:g} "
+          f"ms per sequence, streamed chat completions; prompts ~{prompt:.0f} words, "
+          f"~{output:.0f} output tokens: its own model serves at most {cap:.0f} rps",
+          file=sys.stderr)
+    # TTFT reaches the SLO's bound below the throughput limit: start at half of it.
+    search = ["--start-rate", f"{cap / 2:.0f}", "--max-rate", f"{3 * cap:.0f}",
+              # --quick: a coarse bracket, each step long enough for a TTFT p90
+              "--step-duration", "3s" if quick else "5s", "--interval", "0.5s" if quick
+              else "1s", "--tolerance", "15%" if quick else "3%", "--warmup", "none",
+              "--timeout", "30s", "--max-time", "45s" if quick else "5m"]
+    return server, url, trace, search
 
 
 def cmd_trace(a) -> int:

@@ -225,6 +225,22 @@ def write_workload(path: str, bodies: list[dict], api: str, source: str) -> int:
     return write_trace(path, recs, source=source, meta={"api": api, "requests": len(bodies)})
 
 
+# `crestline demo --llm`'s mix: prompt words normal(100, 30), outputs uniform 8..24 tokens.
+DEMO_PROMPT_WORDS = (100, 30)
+DEMO_OUTPUT_TOKENS = (8, 24)
+
+
+def write_demo_workload(path: str, n: int = 400, seed: int = 1) -> tuple[float, float]:
+    """The `crestline demo --llm` mix as a .cltrace (chat, streamed with usage); returns its
+    mean prompt and output lengths (words, tokens)."""
+    bodies = synthesise(n, "chat", Lengths("normal", *DEMO_PROMPT_WORDS),
+                        Lengths("uniform", *DEMO_OUTPUT_TOKENS), seed=seed,
+                        model="crestline-demo-llm")
+    write_workload(path, bodies, "chat", "crestline demo --llm")
+    return (float(np.mean([len(b["messages"][0]["content"].split()) for b in bodies])),
+            float(np.mean([b["max_tokens"] for b in bodies])))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m crestline.engine.llm_workload",
                                 description=__doc__,

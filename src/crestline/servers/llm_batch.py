@@ -159,3 +159,20 @@ class BatchScheduler:
                 keep.append(seq)
         self.running = keep
         return stepped, ended
+
+
+
+# `crestline demo --llm`: the server's costs. The cost is linear in P and O at a full batch, so
+# a mix's capacity is capacity_rps at its mean lengths: about 33 rps for the demo's mix
+# (crestline.engine.llm_workload.DEMO_*: 100-word prompts, 16 output tokens on average). Slow
+# steps keep the tokens per second (the server's own CPU, on the client's host) modest.
+DEMO_COST = CostModel(max_batch=16, step_ms=20.0, step_ms_per_seq=0.5,
+                      prefill_ms_per_token=0.02)
+
+
+def demo_flags() -> list[str]:
+    """The demo LLM server's command-line flags for DEMO_COST."""
+    c = DEMO_COST
+    return ["--max-batch", str(c.max_batch), "--kv-tokens", str(c.kv_tokens), "--step-ms",
+            f"{c.step_ms:g}", "--step-ms-per-seq", f"{c.step_ms_per_seq:g}",
+            "--prefill-ms-per-token", f"{c.prefill_ms_per_token:g}"]

@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the trace to write (replaced if it exists)")
     imp.add_argument("--format", choices=("har", "jsonl"), default=None,
                      help="input format (default: from the extension of IN)")
+    _add_secret_options(imp)
     info = tsub.add_parser("info", help="describe the workload in a .cltrace",
                            description="Count, duration, mean rate, inter-arrival burstiness, "
                            "payload sizes and the mix by method, path and model.",
@@ -809,6 +810,7 @@ def _llm_demo(workdir: str, quick: bool) -> tuple[subprocess.Popen, str, str, li
 
 
 def cmd_trace(a) -> int:
+    from crestline.redact import Redaction
     from crestline.trace.format import TraceError
 
     try:
@@ -816,6 +818,9 @@ def cmd_trace(a) -> int:
             from crestline.trace.importers import load, write_imported
 
             imported, fmt = load(a.input, a.format)
+            redaction = Redaction(tuple(a.redact), a.show_secrets)
+            for rec in imported.records:  # a HAR carries the session's cookies and tokens
+                rec.headers = [tuple(h) for h in redaction.headers(rec.headers)]
             write_imported(imported, a.out, source=f"{fmt}:{os.path.basename(a.input)}")
             recs = imported.records
             print(f"wrote {len(recs):,} requests over {recs[-1].offset_ns / 1e9:.3f} s "

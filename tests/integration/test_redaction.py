@@ -144,3 +144,18 @@ def test_refusals_never_echo_a_secret(listener):
     assert _leaks([("stderr", p.stderr + p2.stderr + p3.stderr)]) == []
     assert "--redact '(['" in p4.stderr and "not a regular expression" in p4.stderr
     assert listener.accepted() == 0
+
+
+def test_trace_import_masks_secrets_unless_shown(tmp_path):
+    src = tmp_path / "cap.jsonl"
+    src.write_text(json.dumps({"t": 0, "path": "/a", "headers": SECRETS}) + "\n"
+                   + json.dumps({"t": 1, "path": "/b", "headers": {"Accept": "*/*"}}) + "\n")
+    masked, shown = tmp_path / "masked.cltrace", tmp_path / "shown.cltrace"
+    p = crestline("trace", "import", src, "-o", masked, "--redact", "token")
+    assert p.returncode == 0, p.stderr
+    assert _leaks([("trace", masked.read_bytes()), ("out", p.stdout + p.stderr)]) == []
+    got = dict(read_trace(masked).records[0].headers)
+    assert {n: got[n] for n in SECRETS} == dict.fromkeys(SECRETS, MASK)
+    p = crestline("trace", "import", src, "-o", shown, "--show-secrets")
+    assert p.returncode == 0, p.stderr
+    assert dict(read_trace(shown).records[0].headers)["Authorization"] == SECRETS["Authorization"]

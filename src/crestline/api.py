@@ -112,12 +112,16 @@ def run(url: str | None = None, **kwargs) -> RunResult:
 
 def _add_warnings(result: RunResult, spec: RunSpec) -> None:
     lag_p99_ms = result.hists["send_lag"].values_at((99.0,))[0] / 1e6
-    full = [s for s in result.intervals if not s.drain and s.connections >= spec.connections]
+    # An interval's `connections` counts the core's channels: HTTP/2 streams, with --streams.
+    slots = spec.connections * spec.streams
+    full = [s for s in result.intervals if not s.drain and s.connections >= slots]
     if full and lag_p99_ms > 1.0:
+        what = (f"{spec.connections} connections x {spec.streams} streams" if spec.streams > 1
+                else f"{spec.connections} connections")
         result.warnings.append(
             f"requests waited for a free connection (send lag p99 {lag_p99_ms:.1f} ms with all "
-            f"{spec.connections} connections open): latency includes that wait; if the server "
-            "has spare capacity, raise --connections")
+            f"{what} open): latency includes that wait; if the server has spare capacity, "
+            "raise --connections" + (" or --streams" if spec.http2 else ""))
     result.warnings += cpu_warnings(result.client_cpu())
     if result.counters["shed"]:
         result.warnings.append(

@@ -21,18 +21,20 @@ Every client pinned to --client-cpu, nginx to --server-cpu; all load to 127.0.0.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import platform
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from engine_bench import HERE, Bench, Nginx, dig, log, md_table, med, parse_rate, port_in_use
+from engine_bench import md_table, med
+from proto_bench import (
+    ConfNginx,
+    ProtoBench,
+    common_options,
+    nginx_conf_with,
+    report,
+    run_sections,
+    settle_options,
+)
 
 DEFAULT_LADDER = "20k,40k,60k,80k,100k,120k,150k,200k"
 
@@ -75,74 +77,22 @@ def hpack_section(rounds: int) -> str:
             + md_table(["header blocks", "bytes", "hpack (Python)", "crestline._hpack"], rows))
 
 
-class H2Nginx(Nginx):
-    """bench/nginx.conf's server on port (HTTP/1.1) and port + 1 (HTTP/2, prior knowledge)."""
+def h2_nginx(a) -> ConfNginx:
+    def conf(_prefix: Path) -> str:
+        return nginx_conf_with(
+            f"listen 127.0.0.1:{a.port} backlog=4096;\n        listen 127.0.0.1:{a.port + 1} "
+            "http2;\n        http2_max_concurrent_streams 1000;")
 
-    def start(self) -> None:
-        for port in (self.port, self.port + 1):
-            if port_in_use(port):
-                raise SystemExit(f"127.0.0.1:{port} is already in use; pick another --port")
-        self.prefix = Path(tempfile.mkdtemp(prefix="crestline-h2-bench-nginx-"))
-        (self.prefix / "logs").mkdir()
-        conf = (HERE / "nginx.conf").read_text()
-        conf, n = re.subn(r"listen\s+127\.0\.0\.1:\d+([^;]*);",
-                          f"listen 127.0.0.1:{self.port}\\1;\n        listen 127.0.0.1:"
-                          f"{self.port + 1} http2;\n        http2_max_concurrent_streams 1000;"
-                          "\n        http2_max_requests 10000000;", conf)
-        assert n == 1, "bench/nginx.conf must have exactly one 'listen 127.0.0.1:PORT'"
-        conf_path = self.prefix / "nginx.conf"
-        conf_path.write_text(conf)
-        subprocess.run(["taskset", "-c", self.cpu, self.bin, "-c", str(conf_path), "-p",
-                        str(self.prefix), "-e", str(self.prefix / "logs" / "error.log")],
-                       check=True, timeout=15)
-        pid_file = self.prefix / "logs" / "nginx.pid"
-        deadline = time.monotonic() + 10
-        while not (pid_file.exists() and pid_file.read_text().strip()
-                   and port_in_use(self.port + 1)):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"nginx did not come up (see {self.prefix}/logs)")
-            time.sleep(0.05)
-        self.master = int(pid_file.read_text().strip())
-        log(f"nginx master {self.master} on {self.url} and {self.h2_url} (core {self.cpu})")
-
-    @property
-    def h2_url(self) -> str:
-        return f"http://127.0.0.1:{self.port + 1}/"
+    return ConfNginx(a.port, a.server_cpu, a.nginx, conf, [a.port, a.port + 1])
 
 
-class H2Bench(Bench):
+class H2Bench(ProtoBench):
     def run(self, tag: str, h2: bool, rate: int, dur: float) -> dict:
         a = self.a
-        jpath = self.out / f"{tag}.json"
-        cmd = [a.crestline, "run", self.nginx.h2_url if h2 else self.nginx.url, "--rate",
-               str(rate), "--duration", f"{dur:g}s", "--quiet", "--out", str(jpath)]
-        cmd += (["--http2", "--connections", "4", "--streams", str(a.streams)] if h2
-                else ["--connections", str(a.conns)])
-        rec = self.run_client(tag, cmd, dur + 40, a.client_cpu)
-        try:
-            j = json.loads(jpath.read_text())
-        except (OSError, ValueError):
-            j = {}
-        rec.update(tool="crestline", rate=rate, requests=dig(j, "requests", "ok"),
-                   errors=dig(j, "requests", "errors"), achieved_rps=j.get("achieved_rps"),
-                   client_ok=j.get("client_ok"), send_p99=dig(j, "send_lag_ms", "p99"),
-                   lat_p50=dig(j, "latency_ms", "p50"), lat_p99=dig(j, "latency_ms", "p99"))
-        self.note(rec)
-        self.pause()
-        return rec
-
-    def h2load(self, tag: str, dur: float) -> dict:
-        a = self.a
-        cmd = [a.h2load, "-c", "4", "-m", str(a.streams), "-D", f"{dur:g}", self.nginx.h2_url]
-        rec = self.run_client(tag, cmd, dur + 40, a.client_cpu)
-        text = (self.out / f"{tag}.out").read_text(errors="replace")
-        m = re.search(r"finished in [0-9.]+\w+, ([0-9.]+) req/s", text)
-        ok = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", text)
-        rec.update(tool="h2load", achieved_rps=float(m.group(1)) if m else None,
-                   requests=int(ok.group(1)) if ok else None)
-        self.note(rec)
-        self.pause()
-        return rec
+        url = f"http://127.0.0.1:{a.port + (1 if h2 else 0)}/"
+        extra = (["--http2", "--connections", "4", "--streams", str(a.streams)] if h2
+                 else ["--connections", str(a.conns)])
+        return self.crestline_run(tag, url, rate, dur, extra)
 
     def section1(self) -> None:
         a = self.a
@@ -174,17 +124,11 @@ class H2Bench(Bench):
         peer = []
         for r in range(1, a.rounds + 1):
             for h2 in (0, 1):
-                top = None
-                for rate in a.ladder:
-                    rec = self.run(f"h2_{'h2' if h2 else 'h1'}_{rate}_r{r}", h2, rate,
-                                   a.ladder_dur)
-                    if not (rec.get("client_ok") and rec.get("achieved_rps")
-                            and rec["achieved_rps"] >= 0.99 * rate):
-                        break
-                    top = rate
-                best[h2].append(top)
+                best[h2].append(self.ladder_top(lambda rate, h2=h2, r=r: self.run(
+                    f"h2_{'h2' if h2 else 'h1'}_{rate}_r{r}", h2, rate, a.ladder_dur), a.ladder))
             if a.h2load:
-                peer.append(self.h2load(f"h2_h2load_r{r}", a.ladder_dur).get("achieved_rps"))
+                peer.append(self.h2load(f"h2_h2load_r{r}", f"http://127.0.0.1:{a.port + 1}/", 4,
+                                        a.streams, a.ladder_dur).get("achieved_rps"))
         rows = [[f"crestline HTTP/1.1, {a.conns} connections", med(best[0], "{:,.0f}")],
                 [f"crestline --http2, 4 x {a.streams} streams", med(best[1], "{:,.0f}")]]
         rows.append([f"h2load -c 4 -m {a.streams} (closed loop)", med(peer, "{:,.0f}")
@@ -196,55 +140,21 @@ class H2Bench(Bench):
 
 
 def main() -> int:
-    bindir = Path(sys.executable).parent
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke: 2 s runs, 1 round, 2 rates")
-    ap.add_argument("--rounds", type=int, default=None, help="default 3, --quick 1")
+    common_options(ap, 8095, DEFAULT_LADDER, "h2")
     ap.add_argument("--sections", default="0,1,2")
-    ap.add_argument("--out-dir", type=Path, default=HERE / "out" / "h2")
-    ap.add_argument("--markdown", type=Path, help="also write the tables to this file")
-    ap.add_argument("--port", type=int, default=8095, help="HTTP/1.1 port; HTTP/2 is port + 1")
-    ap.add_argument("--server-cpu", default="0")
-    ap.add_argument("--client-cpu", default="1")
-    ap.add_argument("--rate", type=parse_rate, default=10000)
-    ap.add_argument("--duration", type=float, default=None, help="section 1 (default 10)")
     ap.add_argument("--connections", type=int, default=50, help="HTTP/1.1 connections")
     ap.add_argument("--streams", type=int, default=16, help="HTTP/2 streams per connection")
-    ap.add_argument("--ladder", default=DEFAULT_LADDER)
-    ap.add_argument("--ladder-duration", type=float, default=None, help="default 5")
-    ap.add_argument("--pause", type=float, default=1.0)
-    ap.add_argument("--crestline", default=str(bindir / "crestline")
-                    if (bindir / "crestline").exists() else "crestline")
-    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
-    ap.add_argument("--h2load", default=shutil.which("h2load"))
     a = ap.parse_args()
-    a.rounds = a.rounds or (1 if a.quick else 3)
-    a.dur = a.duration or (2.0 if a.quick else 10.0)
+    settle_options(a)
     a.conns = a.connections
-    a.ladder = [parse_rate(x) for x in a.ladder.split(",")][:2 if a.quick else None]
-    a.ladder_dur = a.ladder_duration or (2.0 if a.quick else 5.0)
-    a.out_dir.mkdir(parents=True, exist_ok=True)
     sections = [s.strip() for s in a.sections.split(",")]
     tables = [hpack_section(a.rounds)] if "0" in sections else []
-    nginx = H2Nginx(a.port, a.server_cpu, a.nginx)
-    bench = H2Bench(a, nginx)
+    bench = H2Bench(a, h2_nginx(a))
     if set(sections) - {"0"}:
-        try:
-            nginx.start()
-            for s in sections:
-                if s != "0":
-                    getattr(bench, f"section{s}")()
-        finally:
-            nginx.stop()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()
-    head = (f"# HTTP/2 vs HTTP/1.1 ({_dt.date.today()}, commit {commit}, {platform.node()}, "
-            f"{platform.processor() or platform.machine()})\n\n`{' '.join(sys.argv)}`")
-    text = "\n\n".join([head] + tables + bench.tables) + "\n"
-    print(text)
-    if a.markdown:
-        a.markdown.write_text(text)
+        run_sections(bench, [s for s in sections if s != "0"])
+    report("HTTP/2 vs HTTP/1.1", tables + bench.tables, a.markdown)
     return 0
 
 

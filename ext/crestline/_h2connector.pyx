@@ -11,6 +11,7 @@ from crestline._h2 cimport H2Base, H2Session
 from crestline._seam cimport ERR_CONNECT, ERR_TLS, Owner
 
 from crestline._h2 import H2Protocol
+from crestline._http1 import connect_tls
 
 
 cdef class H2(H2Base):
@@ -89,16 +90,5 @@ cdef class H2(H2Base):
         if self.addr is None:
             infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
             self.addr = infos[0]
-        family, type_, proto, _, sockaddr = self.addr
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await self.loop.sock_connect(sock, sockaddr)
-            s.tcp_ns = now_ns()
-            await self.loop.create_connection(
-                lambda: s, sock=sock, ssl=self.ssl, server_hostname=self.server_hostname,
-                ssl_handshake_timeout=self.connect_timeout_s)
-        except BaseException:
-            sock.close()
-            raise
+        await connect_tls(self.loop, s, self.addr, self.ssl, self.server_hostname,
+                          self.connect_timeout_s)

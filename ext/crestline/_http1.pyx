@@ -170,6 +170,25 @@ cdef str _tls_reason(exc):
     return reason.lower().replace("_", " ") if reason else str(exc)
 
 
+async def connect_tls(loop, protocol, addr, ssl, server_hostname, double timeout_s):
+    """Connect a socket to addr (a getaddrinfo answer), stamp protocol.tcp_ns, then run the
+    TLS handshake over it with protocol as the connection's protocol: so the TCP connect and
+    the handshake are timed apart (crestline._h2connector opens its sockets so too)."""
+    family, type_, proto, _, sockaddr = addr
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await loop.sock_connect(sock, sockaddr)
+        protocol.tcp_ns = now_ns()
+        await loop.create_connection(lambda: protocol, sock=sock, ssl=ssl,
+                                     server_hostname=server_hostname,
+                                     ssl_handshake_timeout=timeout_s)
+    except BaseException:
+        sock.close()
+        raise
+
+
 cdef class Http1(Connector):
     """Opens HTTP/1.1 connections to host:port, each within connect_timeout_s (TCP connect
     and, with ssl (an ssl.SSLContext), the TLS handshake together).
@@ -225,19 +244,8 @@ cdef class Http1(Connector):
         if self.addr is None:
             infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
             self.addr = infos[0]
-        family, type_, proto, _, sockaddr = self.addr
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await self.loop.sock_connect(sock, sockaddr)
-            conn.tcp_ns = now_ns()
-            await self.loop.create_connection(
-                lambda: conn, sock=sock, ssl=self.ssl, server_hostname=self.server_hostname,
-                ssl_handshake_timeout=self.connect_timeout_s)
-        except BaseException:
-            sock.close()
-            raise
+        await connect_tls(self.loop, conn, self.addr, self.ssl, self.server_hostname,
+                          self.connect_timeout_s)
 
     cdef str _why(self, exc):
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):

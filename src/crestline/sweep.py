@@ -106,6 +106,8 @@ class _Sweep:
                 self.interrupted = True  # a step cut short has no row
                 return
             row = sweep_row(rate, step, spec.to_dict(), cfg.settle_intervals, cfg.slo)
+            for snap in step:  # pooled into the row and in the runlog: a long sweep stays flat
+                snap.release_histograms()
             self.rows.append(row)
             if self.log:
                 self.log.record("step", {"index": i, **row})

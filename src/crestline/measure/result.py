@@ -68,6 +68,10 @@ COUNTER_NAMES = ("scheduled", "sent", "completed", "ok", "shed")
 # Arrival processes whose expected count over a run is rate x duration, up to known noise.
 _COUNTED_ARRIVALS = ("constant", "poisson")
 MESSAGES_PER_KIND = 3
+# A run keeps the histograms of its newest intervals only: older ones are folded into the
+# totals and written to the runlog, and an hour at one interval a second would otherwise hold
+# ~14,000 histograms (RunResult.add, IntervalSnapshot.release_histograms).
+KEEP_INTERVAL_HISTS = 60
 
 
 def _zero_errors() -> dict:
@@ -128,6 +132,8 @@ class IntervalSnapshot:
     # Token-stream counters (crestline.measure.stream.STREAM_COUNTERS; empty: no stream ended);
     # the stream histograms are in `hists` under measure.stream.STREAM_HISTS names.
     stream: dict = field(default_factory=dict)
+    # The JSON form, kept once the histograms are released (release_histograms).
+    _summary: dict | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
@@ -189,7 +195,17 @@ class IntervalSnapshot:
         self.faults += [f for f in other.faults if f not in self.faults]
         return self
 
+    def release_histograms(self) -> None:
+        """Keep this interval's JSON form and drop its histograms (hists, classes, setup): what
+        a long run does with intervals already folded into its totals and its runlog. Fields
+        set afterwards do not reach to_dict()."""
+        if self._summary is None:
+            self._summary = self.to_dict()
+            self.hists, self.classes, self.setup = {}, {}, {}
+
     def to_dict(self) -> dict:
+        if self._summary is not None:
+            return dict(self._summary)
         lat = self.latency.summary_ms()
         lag = self.hists["send_lag"].values_at((99.0,))
         dur = self.dur_s or float("nan")
@@ -272,6 +288,8 @@ class RunResult:
         add_counts(self.stream, snap.stream)
         if not snap.drain:
             self.load_s = snap.t_s
+        if len(self.intervals) > KEEP_INTERVAL_HISTS:
+            self.intervals[-KEEP_INTERVAL_HISTS - 1].release_histograms()
 
     # -- derived --------------------------------------------------------------------------------
     def _load_count(self, name: str) -> int:

@@ -1,0 +1,33 @@
+"""A long run holds the histograms of its newest intervals only, and loses no figure."""
+
+import numpy as np
+
+from crestline.measure.hdr import Hist
+from crestline.measure.result import HIST_NAMES, KEEP_INTERVAL_HISTS, IntervalSnapshot, RunResult
+
+
+def _interval(i: int, rng) -> IntervalSnapshot:
+    values = rng.lognormal(np.log(2e6), 0.5, 200).astype(np.int64)
+    hists = {n: Hist.from_values(values) for n in HIST_NAMES}
+    return IntervalSnapshot(i, i + 1.0, 1.0, scheduled=200, sent=200, completed=200, ok=200,
+                            hists=hists)
+
+
+def test_old_intervals_release_their_histograms_and_keep_their_json():
+    rng = np.random.default_rng(1)
+    n = KEEP_INTERVAL_HISTS + 25
+    snaps = [_interval(i, rng) for i in range(n)]
+    before = [s.to_dict() for s in snaps]
+    every = Hist.empty()
+    for s in snaps:
+        every.add(s.hists["latency"])
+    r = RunResult(spec={"rate_rps": 200.0, "arrival": "constant"}, started_unix_s=0.0)
+    for s in snaps:
+        r.add(s)
+    released = [s for s in r.intervals if not s.hists]
+    assert len(released) == n - KEEP_INTERVAL_HISTS
+    assert all(s.hists for s in r.intervals[-KEEP_INTERVAL_HISTS:])
+    # The JSON of every interval is what it was, and the totals are exact.
+    assert r.to_dict()["intervals"] == before
+    assert r.hists["latency"].total == every.total == 200 * n
+    assert r.latency.values_at((50.0, 99.0)) == every.values_at((50.0, 99.0))

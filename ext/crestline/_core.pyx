@@ -12,7 +12,7 @@ Connections are reached only through the transport seam (crestline._seam): the c
 books (queue, in-flight, timeouts, recorders) and a transport speaks the wire protocol.
 """
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from posix.time cimport itimerspec
 from posix.unistd cimport close
 
@@ -97,6 +97,18 @@ cdef class Core(Owner):
     cdef object sweep_handle
     cdef double sweep_s
 
+    # multi-turn conversations: per payload the next turn's payload (-1: the last turn) and
+    # its think time; a turn that ends puts its successor on a min-heap of follow-ups due at
+    # its end + the think time, which the scheduler merges with the schedule's own slots
+    cdef object _turn_refs
+    cdef const int32_t[::1] next_p
+    cdef const int64_t[::1] think_ns
+    cdef bint has_turns
+    cdef int64_t* f_t
+    cdef int32_t* f_p
+    cdef Py_ssize_t f_len
+    cdef Py_ssize_t f_cap
+
     # per-class latency: two families of classes (e.g. by model, by payload size), each a
     # class index per payload and one recorder per class
     cdef object _cls_refs
@@ -152,16 +164,23 @@ cdef class Core(Owner):
     def __cinit__(self):
         self.q_t = NULL
         self.q_p = NULL
+        self.f_t = NULL
+        self.f_p = NULL
         self.tfd = -1
 
     def __init__(self, loop, str host, int port, list payloads, dict layout, *,
                  int connections, int64_t max_inflight, double timeout_s,
                  double connect_timeout_s=5.0, bint precise=False, double spin_us=200.0,
-                 double batch_window_us=0.0, classes=None, transport=None, stream_slo=None):
+                 double batch_window_us=0.0, classes=None, transport=None, stream_slo=None,
+                 turns=None):
         """transport: called as transport(loop, host, port, connect_timeout_s) for the
         Connector of this target (default plain HTTP/1.1, crestline._http1.Http1).
         stream_slo: per-request bounds (ttft_ns, tpot_ns, e2e_ns) a streamed response must
-        meet to count as good (goodput); 0 or None: no bound of that kind."""
+        meet to count as good (goodput); 0 or None: no bound of that kind.
+        turns: (int32 next payload per payload, -1 for none; int64 think ns per payload) for
+        multi-turn conversations: the schedule sends first turns, and each turn that ends
+        (answered or failed) brings its successor at its end + the successor's think time,
+        within the stage's window."""
         if not payloads:
             raise ValueError("at least one payload is needed")
         connector = (Http1 if transport is None else transport)(
@@ -215,6 +234,17 @@ cdef class Core(Owner):
             self.tpot_a = [HdrRecorder(**layout) for _ in range(n_a)]
             self.tpot_b = [HdrRecorder(**layout) for _ in range(n_b)]
             self.has_cls = True
+        if turns is not None:
+            nxt, think = turns
+            self._turn_refs = (nxt, think)
+            self.next_p = nxt
+            self.think_ns = think
+            self.has_turns = True
+            self.f_cap = 1024
+            self.f_t = <int64_t*>malloc(self.f_cap * sizeof(int64_t))
+            self.f_p = <int32_t*>malloc(self.f_cap * sizeof(int32_t))
+            if self.f_t == NULL or self.f_p == NULL:
+                raise MemoryError()
         self._reset_counters()
         self.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
         if self.tfd < 0:
@@ -227,6 +257,8 @@ cdef class Core(Owner):
     def __dealloc__(self):
         free(self.q_t)
         free(self.q_p)
+        free(self.f_t)
+        free(self.f_p)
         if self.tfd >= 0:
             close(self.tfd)
 
@@ -244,6 +276,7 @@ cdef class Core(Owner):
         self.chunk_src = chunk_src
         self.pos = 0
         self.n = 0
+        self.f_len = 0  # conversations do not carry over from an earlier stage
         self.scheduling = True
         self._next_chunk()
         self._tick()
@@ -351,35 +384,153 @@ cdef class Core(Owner):
 
     cdef _tick(self):
         cdef int64_t now, t
-        cdef int32_t p
         if not self.scheduling:
             return
         now = now_ns()
         self.last_wake_ns = now
+        if self.has_turns:
+            self._tick_turns(now)
+            return
         while self.pos < self.n:
             t = self.base_ns + self.off[self.pos]
             if t >= self.end_ns:
                 self._schedule_done()
                 return
             if t > now:
-                if self.precise and t - now <= self.spin_ns:
-                    # Close enough to spin: keep the loop turning (I/O still runs between
-                    # turns) instead of sleeping past the slot.
-                    self._disarm()
-                    if not self.spin_pending:
-                        self.spin_pending = True
-                        self.loop.call_soon(self._on_timer)
-                else:
-                    self._arm(t if t - self.last_wake_ns >= self.batch_ns
-                              else self.last_wake_ns + self.batch_ns)
+                self._wait_until(t, now)
                 return
-            p = self.pidx[self.pos] if self.has_pidx else 0
-            self.pos += 1
-            self._dispatch(t, p, now)
-            if self.pos >= self.n:
-                self._next_chunk()
+            self._dispatch_slot(t, now)
             now = now_ns()
         self._schedule_done()
+
+    cdef inline _dispatch_slot(self, int64_t t, int64_t now):
+        """Send the schedule's next slot (due at t), and load the next chunk after its last."""
+        cdef int32_t p = self.pidx[self.pos] if self.has_pidx else 0
+        self.pos += 1
+        self._dispatch(t, p, now)
+        if self.pos >= self.n:
+            self._next_chunk()
+
+    cdef _wait_until(self, int64_t t, int64_t now):
+        """Wake for the next slot at t (> now), no earlier than a batch window after the last
+        wake."""
+        if self.precise and t - now <= self.spin_ns:
+            # Close enough to spin: keep the loop turning (I/O still runs between turns)
+            # instead of sleeping past the slot.
+            self._disarm()
+            if not self.spin_pending:
+                self.spin_pending = True
+                self.loop.call_soon(self._on_timer)
+        else:
+            self._arm(t if t - self.last_wake_ns >= self.batch_ns
+                      else self.last_wake_ns + self.batch_ns)
+
+    cdef _tick_turns(self, int64_t now):
+        """_tick with conversations: the schedule's slots and the follow-up heap, merged in
+        time order. The stage keeps scheduling until its end even when the schedule runs out,
+        since turns in flight still bring follow-ups."""
+        cdef int64_t t, t_slot, t_f
+        cdef int32_t p
+        cdef int64_t never = 0x7FFFFFFFFFFFFFFF
+        while True:
+            t_slot = never
+            if self.pos < self.n:
+                t_slot = self.base_ns + self.off[self.pos]
+                if t_slot >= self.end_ns:
+                    self.chunk_src = None
+                    self.n = 0
+                    self.pos = 0
+                    t_slot = never
+            t_f = self.f_t[0] if self.f_len else never
+            t = t_slot if t_slot < t_f else t_f
+            if t == never:
+                self._disarm()
+                return
+            if t > now:
+                self._wait_until(t, now)
+                return
+            if t_f <= t_slot:
+                p = self._pop_followup()
+                self._dispatch(t_f, p, now)
+            else:
+                self._dispatch_slot(t_slot, now)
+            now = now_ns()
+
+    cdef void _turn_ended(self, int32_t p, int64_t now) noexcept:
+        """A turn ended: its successor (if any) is due at now + its think time, if that is
+        within the stage; the timer is re-armed when it is the earliest."""
+        cdef int32_t q
+        cdef int64_t t, t_slot
+        if not self.has_turns or not self.scheduling:
+            return
+        q = self.next_p[p]
+        if q < 0:
+            return
+        t = now + self.think_ns[q]
+        if t >= self.end_ns:
+            return
+        if self.f_len == self.f_cap and not self._grow_followups():
+            return
+        self._push_followup(t, q)
+        if self.f_t[0] == t and not self.spin_pending:
+            # the earliest follow-up now: wake for it, or for the schedule's next slot first
+            if self.pos < self.n:
+                t_slot = self.base_ns + self.off[self.pos]
+                if t_slot < t:
+                    t = t_slot
+            self._arm(t)
+
+    cdef bint _grow_followups(self) noexcept:
+        cdef Py_ssize_t cap = self.f_cap * 2
+        cdef int64_t* nt = <int64_t*>realloc(self.f_t, cap * sizeof(int64_t))
+        cdef int32_t* np_
+        if nt == NULL:
+            return False
+        self.f_t = nt
+        np_ = <int32_t*>realloc(self.f_p, cap * sizeof(int32_t))
+        if np_ == NULL:
+            return False
+        self.f_p = np_
+        self.f_cap = cap
+        return True
+
+    cdef void _push_followup(self, int64_t t, int32_t p) noexcept:
+        cdef Py_ssize_t i = self.f_len, parent
+        self.f_len += 1
+        while i > 0:
+            parent = (i - 1) // 2
+            if self.f_t[parent] <= t:
+                break
+            self.f_t[i] = self.f_t[parent]
+            self.f_p[i] = self.f_p[parent]
+            i = parent
+        self.f_t[i] = t
+        self.f_p[i] = p
+
+    cdef int32_t _pop_followup(self) noexcept:
+        cdef int32_t top = self.f_p[0]
+        cdef int64_t t
+        cdef int32_t p
+        cdef Py_ssize_t i = 0, child
+        self.f_len -= 1
+        if self.f_len == 0:
+            return top
+        t = self.f_t[self.f_len]
+        p = self.f_p[self.f_len]
+        while True:
+            child = 2 * i + 1
+            if child >= self.f_len:
+                break
+            if child + 1 < self.f_len and self.f_t[child + 1] < self.f_t[child]:
+                child += 1
+            if self.f_t[child] >= t:
+                break
+            self.f_t[i] = self.f_t[child]
+            self.f_p[i] = self.f_p[child]
+            i = child
+        self.f_t[i] = t
+        self.f_p[i] = p
+        return top
 
     cdef _next_chunk(self):
         src = self.chunk_src
@@ -498,6 +649,7 @@ cdef class Core(Owner):
             (<HdrRecorder>self.rec_b[self.cls_b[conn.pidx]]).record(latency_ns)
         self.c_completed += 1
         self.n_busy -= 1
+        self._turn_ended(conn.pidx, now)
         if outcome == OUTCOME_OK:
             self.c_ok += 1
             if conn.sse is not None and conn.sse.active:
@@ -554,6 +706,7 @@ cdef class Core(Owner):
     cdef conn_error(self, Conn conn, int kind, str why):
         if conn.state == CONN_BUSY:
             self.n_busy -= 1
+            self._turn_ended(conn.pidx, now_ns())
             self._error(kind, why)
         elif conn.state == CONN_IDLE:
             self.idle.remove(conn)
@@ -563,6 +716,7 @@ cdef class Core(Owner):
     cdef conn_lost(self, Conn conn, object exc):
         if conn.state == CONN_BUSY:
             self.n_busy -= 1
+            self._turn_ended(conn.pidx, now_ns())
             if exc is None:
                 self._error(ERR_READ, "server closed the connection before the response completed")
             else:

@@ -9,6 +9,12 @@ arrivals draw a request at random per slot, so the length mix holds at any rate)
         --out chat.cltrace
     crestline run http://127.0.0.1:8001/ --trace chat.cltrace --arrival poisson --rate 10
 
+Multi-turn conversations (`--turns T --think-s S`, chat only): N conversations of T turns,
+turn k's messages holding the earlier turns (the user's, and an assistant reply as long as
+that turn's max_tokens), each turn recorded with its conversation id, turn number and think
+time. A replay sends first turns on the arrival process and each later turn S seconds after
+the previous turn of its conversation ended (docs/llm.md, "Conversations").
+
 Lengths `trace:FILE` are the empirical distribution of a recorded `.cltrace` (`crestline
 record` in front of the server keeps each response's usage: prompt_tokens, completion_tokens)
 or a JSONL dataset: each request drawn at random from the recorded lengths (see lengths_of).
@@ -179,6 +185,44 @@ def synthesise(n: int, api: str, prompt: Lengths, output: Lengths, *, groups: in
     return out
 
 
+def conversations(n: int, turns: int, prompt: Lengths, output: Lengths, *, seed: int = 0,
+                  **body_opts) -> list[list[dict]]:
+    """n chat conversations of `turns` turns: turn k's body holds the k earlier user
+    messages and assistant replies (a reply as many words as its turn's max_tokens, what the
+    server would have said) and a new user message of a drawn prompt length."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        plen, olen = prompt.draw(rng, turns), output.draw(rng, turns)
+        history: list[dict] = []
+        conv = []
+        for k in range(turns):
+            history.append({"role": "user", "content": words(rng, int(plen[k]))})
+            body = request_body("chat", "", int(olen[k]), **body_opts)
+            body["messages"] = list(history)
+            conv.append(body)
+            history.append({"role": "assistant", "content": words(rng, int(olen[k]))})
+        out.append(conv)
+    return out
+
+
+def write_conversations(path: str, convs: list[list[dict]], think_s: float,
+                        source: str) -> int:
+    """Write conversations as a .cltrace: every turn a record with extras conversation, turn
+    and think_s (the pause after the previous turn ended; 0 for the first)."""
+    headers = [("Content-Type", "application/json")]
+    recs = []
+    for c, conv in enumerate(convs):
+        for k, b in enumerate(conv):
+            recs.append(TraceRecord(len(recs) * 1_000_000, "POST", PATHS["chat"], headers,
+                                    json.dumps(b, separators=(",", ":")).encode(),
+                                    {"model": b["model"], "conversation": c, "turn": k,
+                                     "think_s": think_s if k else 0.0}))
+    return write_trace(path, iter(recs), source=source,
+                       meta={"api": "chat", "requests": len(recs),
+                             "conversations": len(convs)})
+
+
 def from_jsonl(path: str, api: str, output: Lengths | None, *, seed: int = 0,
                **body_opts) -> list[dict]:
     """Bodies from a JSONL dataset: each line a {"prompt": str} or {"messages": [...]}, with
@@ -257,6 +301,10 @@ def main(argv=None) -> int:
                            "lengths recorded in a .cltrace or JSONL; default fixed:256)")
             s.add_argument("--shared-prefix", default=None, metavar="GROUPS:TOKENS",
                            help="GROUPS prefixes of TOKENS words, one per request group")
+            s.add_argument("--turns", type=int, default=1,
+                           help="turns per conversation (chat; --n conversations)")
+            s.add_argument("--think-s", type=float, default=0.0,
+                           help="seconds between a turn's end and the next turn")
         s.add_argument("--output-tokens", default="fixed:128" if name == "synth" else None,
                        help="max_tokens distribution, as --prompt-tokens (default fixed:128)")
         s.add_argument("--api", choices=sorted(PATHS), default="chat")
@@ -280,8 +328,19 @@ def main(argv=None) -> int:
                     raise ConfigError(f"--shared-prefix {a.shared_prefix!r}: write "
                                       "GROUPS:TOKENS, e.g. --shared-prefix 8:256")
                 groups, prefix = int(g), int(t)
-            bodies = synthesise(a.n, a.api, Lengths.parse(a.prompt_tokens, "--prompt-tokens"),
-                                output, groups=groups, prefix_tokens=prefix, seed=a.seed, **opts)
+            prompt = Lengths.parse(a.prompt_tokens, "--prompt-tokens")
+            if a.turns != 1 or a.think_s:
+                if a.turns < 1 or a.think_s < 0 or a.api != "chat" or groups:
+                    raise ConfigError(f"--turns {a.turns} --think-s {a.think_s:g}: give "
+                                      "--turns >= 1 and --think-s >= 0, with --api chat and "
+                                      "no --shared-prefix")
+                convs = conversations(a.n, a.turns, prompt, output, seed=a.seed, **opts)
+                n = write_conversations(a.out, convs, a.think_s, "crestline llm_workload synth")
+                print(f"wrote {a.n} conversations of {a.turns} turns ({n} chat requests) to "
+                      f"{a.out}")
+                return 0
+            bodies = synthesise(a.n, a.api, prompt, output, groups=groups,
+                                prefix_tokens=prefix, seed=a.seed, **opts)
         else:
             bodies = from_jsonl(a.dataset, a.api, output, seed=a.seed, **opts)
         n = write_workload(a.out, bodies, a.api, f"crestline llm_workload {a.cmd}")

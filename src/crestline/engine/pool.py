@@ -65,7 +65,7 @@ class LocalPool:
 
         self.workload, self.arrival = workload, arrival
         self.engine = Engine(spec, payloads=workload.payloads, classes=workload.core_classes(),
-                             class_names=workload.class_names)
+                             class_names=workload.class_names, turns=workload.core_turns())
 
     async def run_stage(self, stage, on_snapshot, stop=None, on_start=None) -> bool:
         from crestline.engine.stage import monotonic_ns

@@ -54,7 +54,7 @@ class Engine:
     """Owns one Core (its connection pool stays warm across stages)."""
 
     def __init__(self, spec: RunSpec, worker: int = 0, payloads: list[bytes] | None = None,
-                 classes=None, class_names=None):
+                 classes=None, class_names=None, turns=None):
         target = spec.target
         connections, max_inflight = spec.share(worker)
         self.spec = spec
@@ -67,7 +67,7 @@ class Engine:
             timeout_s=spec.timeout_s, precise=spec.precise,
             batch_window_us=spec.batch_window_s * 1e6, classes=classes,
             transport=plan.factory,
-            stream_slo=spec.good_stream_ns)
+            stream_slo=spec.good_stream_ns, turns=turns)
         self.class_names = class_names
         self._cpu_mark_s = time.process_time()
 

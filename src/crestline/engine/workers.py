@@ -68,7 +68,8 @@ async def _worker_async(spec: RunSpec, arrival: Arrival, worker: int, conn) -> N
     _pump_pipe(conn, loop, on_message)
     workload = Workload.for_spec(spec)
     engine = Engine(spec, worker, payloads=workload.payloads,
-                    classes=workload.core_classes(), class_names=workload.class_names)
+                    classes=workload.core_classes(), class_names=workload.class_names,
+                    turns=workload.core_turns())
     conn.send(("ready", None))
     try:
         while True:

@@ -6,11 +6,17 @@ comes from an arrival process (crestline.engine.arrivals): "trace" and "fitted" 
 recorded timing with the request recorded at each slot; "constant" and "poisson" draw a
 recorded request at random for each slot, so the recorded payload mix is kept at any rate.
 
+Conversations: records whose extras carry a `conversation` id (and a `turn` number, and the
+`think_s` before it) are turns. Only first turns enter the arrival process; the core sends
+each later turn its think time after the previous turn of its conversation ended
+(crestline._core, `turns`), so every turn is its own payload.
+
 Pure: numpy and the trace reader, never the compiled core.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,6 +50,10 @@ class Workload:
     # Trace headers whose value was redacted at recording (redact.MASK): left out of every
     # request, since the trace does not hold them; -H supplies them.
     redacted_headers: tuple[str, ...] = ()
+    # Conversations: per payload the next turn's payload (-1: none) and its think time (ns).
+    next_turn: np.ndarray | None = None
+    think_ns: np.ndarray | None = None
+    conversations: int = 0
 
     @classmethod
     def for_spec(cls, spec: RunSpec) -> Workload:
@@ -57,8 +67,9 @@ class Workload:
 
         from crestline.trace.info import model_of
 
-        index: dict[bytes, int] = {}
+        index: dict = {}
         payloads: list[bytes] = []
+        convs = _conversations(trace.records)
         kinds: list[tuple[str, int]] = []  # per payload: (model or path, body bytes)
         rec_payload = np.empty(len(trace.records), dtype=np.int32)
         redacted: set[str] = set()
@@ -68,9 +79,11 @@ class Workload:
                 redacted |= {n for n, v in r.headers if v == MASK}
             raw = render_request(r.method, encode_path(r.path), host,
                                  kept + spec.headers, r.body)
-            j = index.get(raw)
+            # a turn is its own payload: its successor and think time are the payload's
+            key = raw if convs is None else (raw, i)
+            j = index.get(key)
             if j is None:
-                j = index[raw] = len(payloads)
+                j = index[key] = len(payloads)
                 payloads.append(raw)
                 kinds.append((model_of(r) or r.path.split("?", 1)[0], len(r.body)))
             rec_payload[i] = j
@@ -87,9 +100,22 @@ class Workload:
         other = slot.get("other", 0)
         by_name = np.array([slot.get(n, other) for n, _ in kinds], dtype=np.int32)
         by_size = np.array([size_bucket(b) for _, b in kinds], dtype=np.int32)
-        return cls(payloads, rec_payload, trace.offsets_ns, f"trace {spec.trace}",
-                   (named, [label for _, label in SIZE_BUCKETS]), (by_name, by_size),
-                   tuple(sorted(redacted, key=str.lower)))
+        offsets = trace.offsets_ns
+        w = cls(payloads, rec_payload, offsets, f"trace {spec.trace}",
+                (named, [label for _, label in SIZE_BUCKETS]), (by_name, by_size),
+                tuple(sorted(redacted, key=str.lower)))
+        if convs is not None:
+            firsts, nxt, think = convs
+            w.next_turn = np.full(len(payloads), -1, dtype=np.int32)
+            w.think_ns = np.zeros(len(payloads), dtype=np.int64)
+            for i, n in enumerate(nxt):
+                if n >= 0:
+                    w.next_turn[rec_payload[i]] = rec_payload[n]
+                w.think_ns[rec_payload[i]] = think[i]
+            # only first turns follow the arrival process
+            w.record_payload, w.record_offsets_ns = rec_payload[firsts], offsets[firsts]
+            w.conversations = len(firsts)
+        return w
 
     def secret_warnings(self, spec: RunSpec) -> list[str]:
         """What a result says about secrets: values shown (--show-secrets), or recorded
@@ -105,6 +131,13 @@ class Workload:
             out.append(f"the trace holds no values for {', '.join(missing)} (redacted when "
                        f"recorded): they are not sent; give them with -H 'NAME: VALUE'")
         return out
+
+    def core_turns(self):
+        """The core's `turns` argument (next payload, think ns), or None without
+        conversations."""
+        if self.next_turn is None:
+            return None
+        return (self.next_turn, self.think_ns)
 
     def core_classes(self):
         """The core's `classes` argument, or None without a trace."""
@@ -149,3 +182,29 @@ class Workload:
             else:
                 picks = rng.integers(0, len(self.record_payload), size=len(offs))
                 yield offs, self.record_payload[picks]
+
+
+def _conversations(records) -> tuple[np.ndarray, list[int], list[int]] | None:
+    """(first-turn record indices, per record the next turn's record or -1, per record its
+    think time in ns) when records carry extras["conversation"]; None when none does. Turns
+    order by extras["turn"] (else their order in the trace); a record without a conversation
+    is a conversation of one turn."""
+    if not any((r.extras or {}).get("conversation") is not None for r in records):
+        return None
+    by_conv: dict = {}
+    for i, r in enumerate(records):
+        e = r.extras or {}
+        conv = e.get("conversation")
+        by_conv.setdefault(("one", i) if conv is None else ("conv", conv), []).append(
+            (e.get("turn", 0), i))
+    nxt = [-1] * len(records)
+    think = [0] * len(records)
+    firsts = []
+    for turns in by_conv.values():
+        turns.sort()
+        firsts.append(turns[0][1])
+        for (_, a), (_, b) in itertools.pairwise(turns):
+            nxt[a] = b
+        for _, i in turns[1:]:
+            think[i] = int(float((records[i].extras or {}).get("think_s", 0.0)) * 1e9)
+    return np.array(sorted(firsts), dtype=np.int64), nxt, think

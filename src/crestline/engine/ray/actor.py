@@ -55,7 +55,7 @@ class EngineActor:
         w = self.workload
         self._stop, self._end = asyncio.Event(), asyncio.Event()
         return Engine(self.spec, self.member, payloads=w.payloads, classes=w.core_classes(),
-                      class_names=w.class_names)
+                      class_names=w.class_names, turns=w.core_turns())
 
     # -- called by the driver ------------------------------------------------------------
     def info(self) -> dict:

@@ -68,15 +68,17 @@ cdef class H2(H2Base):
                     self.sessions.remove(s)
                 except ValueError:
                     pass
+                timed_out = isinstance(exc, (asyncio.TimeoutError, TimeoutError))
                 if s.tcp_ns:
-                    s._fail_pending(ERR_TLS, f"TLS handshake with {self.host}:{self.port}: "
-                                    + str(getattr(exc, "verify_message", None)
-                                          or getattr(exc, "reason", None) or exc))
+                    # Past the TCP connect, what failed is the handshake.
+                    s._fail_pending(ERR_TLS, f"TLS handshake with {self.host}:{self.port}: " + (
+                        f"timed out (connect and handshake within {self.connect_timeout_s:g} s)"
+                        if timed_out else str(getattr(exc, "verify_message", None)
+                                              or getattr(exc, "reason", None) or exc)))
                 else:
-                    s._fail_pending(ERR_CONNECT, f"connect to {self.host}:{self.port}: "
-                                    + (f"timed out after {self.connect_timeout_s:g} s"
-                                       if isinstance(exc, (asyncio.TimeoutError, TimeoutError))
-                                       else str(exc)))
+                    s._fail_pending(ERR_CONNECT, f"connect to {self.host}:{self.port}: " + (
+                        f"timed out after {self.connect_timeout_s:g} s" if timed_out
+                        else str(exc)))
         else:
             if self.ssl is None:
                 s.owner.conn_setup(s.up_ns - t0, -1)

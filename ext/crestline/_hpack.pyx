@@ -78,6 +78,20 @@ cdef bytes _huffman(const unsigned char* p, Py_ssize_t n):
     return bytes(out)
 
 
+cdef int _digits(bytes value) except -2:
+    """A decimal status (:status, grpc-status) read in C; not one is an HpackError."""
+    cdef const unsigned char* p = value
+    cdef Py_ssize_t i, n = len(value)
+    cdef int v = 0
+    if n == 0 or n > 9:
+        raise HpackError(f"bad status value {value!r}")
+    for i in range(n):
+        if not 48 <= p[i] <= 57:
+            raise HpackError(f"bad status value {value!r}")
+        v = v * 10 + (p[i] - 48)
+    return v
+
+
 cdef class HpackDecoder:
     """The receive side of one connection's header compression."""
 
@@ -176,9 +190,9 @@ cdef class HpackDecoder:
             if every is not None:
                 every.append((name, value))
             if len(name) == 7 and name == b":status":
-                self.status = int(value)
+                self.status = _digits(value)
             elif len(name) == 11 and name == b"grpc-status":
-                self.grpc_status = int(value)
+                self.grpc_status = _digits(value)
             elif len(name) == 12 and name == b"grpc-message":
                 self.grpc_message = value
         return 0

@@ -60,3 +60,9 @@ def test_status_and_grpc_fields_are_picked_out():
 def test_broken_blocks_refused(block, says):
     with pytest.raises(HpackError, match=says):
         HpackDecoder().decode_all(block)
+
+
+def test_a_status_that_is_not_a_number_is_refused():
+    block = hpack.Encoder().encode([(":status", "2x0")])
+    with pytest.raises(HpackError, match="bad status value"):
+        HpackDecoder().decode_all(block)

@@ -158,8 +158,10 @@ class IntervalSnapshot:
         snap.messages = [(kind, explain(msg)) for kind, msg in counters["messages"]]
         snap.hists = {name: Hist.from_take(h) for name, h in zip(HIST_NAMES, hists, strict=True)}
         if "setup" in counters:
+            # Most intervals open no connection: nothing to keep, decode or write.
             snap.setup = {name: Hist.from_take(h)
-                          for name, h in zip(SETUP_NAMES, counters["setup"], strict=True)}
+                          for name, h in zip(SETUP_NAMES, counters["setup"], strict=True)
+                          if h[1]}
         if "stream" in counters:
             stream_hists, snap.stream = stream_from_core(counters["stream"])
             snap.hists.update(stream_hists)

@@ -329,7 +329,9 @@ def run_atheris(check: Check, feeder: DirectFeeder, runs: int, seed: int, max_le
             summary(check)
 
     atheris.Setup([sys.argv[0], f"-runs={runs}", f"-seed={seed}", f"-max_len={max_len}",
-                   "-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1", str(corpus)],
+                   "-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1",
+                   # crash, timeout and slow-unit files go beside the corpus, not into the cwd
+                   f"-artifact_prefix={OUT}{os.sep}", str(corpus)],
                   one)
     atheris.Fuzz()
 

@@ -89,7 +89,9 @@ class Engine:
         end_ns = start_ns + int(duration_s * 1e9)
         # Move everything alive now out of the collector's reach: a full collection over the
         # interpreter's objects pauses the loop for ~10 ms, which would show up as send lag.
-        gc.collect()
+        # No gc.collect() first: start_ns is already set, and in a big process (an embedding
+        # harness, a long test session) that collection took 50-60 ms, so every stage began
+        # that late. What garbage the freeze keeps is freed after the stage.
         gc.freeze()
         try:
             return await self._run_stage(chunks, start_ns, end_ns, interval_ns, on_snapshot,

@@ -11,6 +11,16 @@ requests. --grpc answers as a gRPC server (length-prefixed message, grpc-status 
 --grpc-fail-every N answers every Nth call trailers-only with --grpc-fail-code. --log FILE gets
 one line per finished request: the most streams open at once on its connection, the request
 body's bytes, and the connection's number.
+
+--sse answers as an OpenAI-compatible chat stream (text/event-stream): the role-only prelude at
+once, the first of --sse-tokens content chunks after --delay-ms, the next ones --sse-gap-ms
+apart (each chunk worth --sse-tokens-per-chunk tokens), then a finish chunk, a usage chunk and
+[DONE]. A stalled request (--stall-every) waits --stall-ms more before content chunk
+--stall-at-token (0: before the first); every --cut-every-th stream is cut after
+--cut-after-tokens chunks, by RST_STREAM (--cut rst) or by GOAWAY and closing the socket
+(--cut goaway); --pad N pads their DATA frames. --http1 also answers HTTP/1.1 on the same
+port (told apart by the client's first bytes), the same stream as a chunked body, so one stream
+can be read both ways.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import ssl
 import sys
 
@@ -40,18 +51,126 @@ COUNT = itertools.count(1)
 CONNS = itertools.count(1)
 
 
+def _event(obj: dict) -> bytes:
+    return b"data: " + json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                                   "model": "m", **obj}).encode() + b"\n\n"
+
+
+def _chunk(delta: dict, finish: str | None = None) -> bytes:
+    return _event({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
+def sse_plan(a, n: int) -> list[tuple[float, bytes | None]]:
+    """Request n's stream: (seconds after the step before, event bytes); None is the cut."""
+    stalled = a.stall_every and n % a.stall_every == 0
+    cut = a.cut_every and n % a.cut_every == 0
+    k = a.sse_tokens_per_chunk
+    plan: list[tuple[float, bytes | None]] = [(0.0, _chunk({"role": "assistant", "content": ""}))]
+    for i in range(a.sse_tokens):
+        if cut and i == a.cut_after_tokens:
+            return [*plan, (a.sse_gap_ms / 1000, None)]
+        gap_s = (a.delay_ms if i == 0 else a.sse_gap_ms) / 1000
+        if stalled and i == a.stall_at_token:
+            gap_s += a.stall_ms / 1000
+        plan.append((gap_s, _chunk({"content": " ".join(["tok"] * k) + " "})))
+    tokens = a.sse_tokens * k
+    usage = {"prompt_tokens": 4, "completion_tokens": tokens, "total_tokens": 4 + tokens}
+    end = (_chunk({}, "length") + _event({"choices": [], "usage": usage})
+           + b"data: [DONE]\n\n")
+    return [*plan, (a.sse_gap_ms / 1000, end)]
+
+
+class SsePlayer:
+    """Plays a plan over one stream: write(bytes, last) sends, cut() cuts; stops once
+    cancelled (the client reset the stream, or the connection went)."""
+
+    def __init__(self, plan, write, cut):
+        self.plan, self.write, self.cut = plan, write, cut
+        self.cancelled = False
+        self.step(0)
+
+    def step(self, i):
+        if self.cancelled:
+            return
+        gap_s, ev = self.plan[i]
+        if i and gap_s > 0:
+            asyncio.get_running_loop().call_later(gap_s, self.send, i)
+        else:
+            self.send(i)
+
+    def send(self, i):
+        if self.cancelled:
+            return
+        ev = self.plan[i][1]
+        if ev is None:
+            self.cut()
+            return
+        last = i == len(self.plan) - 1
+        self.write(ev, last)
+        if not last:
+            self.step(i + 1)
+
+
+class Http1Sse(asyncio.Protocol):
+    """The --sse stream over HTTP/1.1 keep-alive, as a chunked body; a cut closes the socket."""
+
+    def __init__(self, a, transport):
+        self.a, self.transport = a, transport
+        self.buf = b""
+        self.player = None
+
+    def data_received(self, data):
+        self.buf += data
+        while True:
+            head, sep, rest = self.buf.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(rest) < length:
+                return
+            self.buf = rest[length:]
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                                 b"transfer-encoding: chunked\r\n\r\n")
+            self.player = SsePlayer(sse_plan(self.a, next(COUNT)), self.write, self.cut)
+
+    def write(self, ev, last):
+        if self.transport is None:
+            return
+        self.transport.write(b"%x\r\n%s\r\n" % (len(ev), ev) + (b"0\r\n\r\n" if last else b""))
+
+    def cut(self):
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc):
+        self.transport = None
+        if self.player is not None:
+            self.player.cancelled = True
+
+
 class H2Server(asyncio.Protocol):
     def __init__(self, a, log):
         self.a, self.log = a, log
         self.conn = H2Connection(H2Configuration(client_side=False, header_encoding=None))
         self.body_in: dict[int, int] = {}
         self.sending: dict[int, memoryview] = {}
+        self.players: dict[int, SsePlayer] = {}
         self.open_now = self.max_open = self.served = 0
         self.number = next(CONNS)
         self.transport = None
+        self.http1 = None  # with --http1, the HTTP/1.1 side once the first bytes say so
+        self.sniffed = b""
 
     def connection_made(self, transport):
         self.transport = transport
+        if not self.a.http1:
+            self.start()
+
+    def start(self):
         # The limit goes out in the first SETTINGS, as real servers send it.
         self.conn.local_settings = Settings(
             client=False, initial_values={SettingCodes.MAX_CONCURRENT_STREAMS: self.a.max_streams})
@@ -63,6 +182,19 @@ class H2Server(asyncio.Protocol):
             self.transport.write(self.conn.data_to_send())
 
     def data_received(self, data):
+        if self.a.http1 and self.http1 is None and self.sniffed is not None:
+            # The h2 preface starts "PRI *", an HTTP/1.1 request with its method.
+            self.sniffed += data
+            if len(self.sniffed) < 5:
+                return
+            data, self.sniffed = self.sniffed, None
+            if not data.startswith(b"PRI *"):
+                self.http1 = Http1Sse(self.a, self.transport)
+            else:
+                self.start()
+        if self.http1 is not None:
+            self.http1.data_received(data)
+            return
         try:
             events = self.conn.receive_data(data)
         except Exception:  # a protocol error: h2 has queued its GOAWAY
@@ -83,6 +215,9 @@ class H2Server(asyncio.Protocol):
                 self.send_pending()
             elif isinstance(ev, StreamReset):
                 self.sending.pop(ev.stream_id, None)
+                player = self.players.pop(ev.stream_id, None)
+                if player is not None:
+                    player.cancelled = True
                 self.open_now -= 1
             elif isinstance(ev, ConnectionTerminated):
                 self.transport.close()
@@ -112,6 +247,9 @@ class H2Server(asyncio.Protocol):
 
     def respond_later(self, sid, n):
         a = self.a
+        if a.sse:
+            self.respond(sid, n)  # its plan holds the delay and the stall
+            return
         delay_s = a.delay_ms / 1000
         if a.stall_every and n % a.stall_every == 0:
             delay_s += a.stall_ms / 1000
@@ -123,7 +261,14 @@ class H2Server(asyncio.Protocol):
     def respond(self, sid, n):
         a = self.a
         try:
-            if a.grpc and a.grpc_fail_every and n % a.grpc_fail_every == 0:
+            if a.sse:
+                self.conn.send_headers(sid, [(b":status", b"200"),
+                                             (b"content-type", b"text/event-stream"),
+                                             (b"cache-control", b"no-cache")])
+                self.players[sid] = SsePlayer(
+                    sse_plan(a, n), lambda ev, last: self.sse_write(sid, ev, last),
+                    lambda: self.sse_cut(sid))
+            elif a.grpc and a.grpc_fail_every and n % a.grpc_fail_every == 0:
                 self.conn.send_headers(sid, [(b":status", b"200"),
                                              (b"content-type", b"application/grpc"),
                                              (b"grpc-status", str(a.grpc_fail_code).encode()),
@@ -147,6 +292,33 @@ class H2Server(asyncio.Protocol):
         except (StreamClosedError, ProtocolError):
             pass  # the client reset it meanwhile (its timeout), or the connection is going
         self.flush()
+
+    def sse_write(self, sid, ev, last):
+        try:
+            self.conn.send_data(sid, ev, end_stream=last, pad_length=self.a.pad or None)
+        except (StreamClosedError, ProtocolError):
+            return
+        if last:
+            self.players.pop(sid, None)
+            self.open_now -= 1
+        self.flush()
+
+    def sse_cut(self, sid):
+        self.players.pop(sid, None)
+        if self.a.cut == "rst":
+            try:
+                self.conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
+            except (StreamClosedError, ProtocolError):
+                return
+            self.open_now -= 1
+            self.flush()
+            return
+        # A server going down mid-stream: GOAWAY (every stream so far was processed), then
+        # the socket closes under the streams still open.
+        self.conn.close_connection(ErrorCodes.INTERNAL_ERROR,
+                                   last_stream_id=self.conn.highest_inbound_stream_id)
+        self.flush()
+        self.transport.close()
 
     def queue(self, sid, body):
         self.sending[sid] = memoryview(body)
@@ -177,6 +349,10 @@ class H2Server(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.transport = None
+        for player in self.players.values():
+            player.cancelled = True
+        if self.http1 is not None:
+            self.http1.connection_lost(exc)
 
 
 async def serve(a):
@@ -211,6 +387,16 @@ def main() -> int:
     p.add_argument("--grpc-fail-every", type=int, default=0)
     p.add_argument("--grpc-fail-code", type=int, default=14)
     p.add_argument("--log", default=None)
+    p.add_argument("--sse", action="store_true")
+    p.add_argument("--sse-tokens", type=int, default=16)
+    p.add_argument("--sse-gap-ms", type=float, default=10.0)
+    p.add_argument("--sse-tokens-per-chunk", type=int, default=1)
+    p.add_argument("--stall-at-token", type=int, default=0)
+    p.add_argument("--cut-every", type=int, default=0)
+    p.add_argument("--cut-after-tokens", type=int, default=0)
+    p.add_argument("--cut", choices=("rst", "goaway"), default="rst")
+    p.add_argument("--http1", action="store_true")
+    p.add_argument("--pad", type=int, default=0, help="padding bytes in each --sse DATA frame")
     uvloop.run(serve(p.parse_args()))
     return 0
 

@@ -48,6 +48,7 @@ cdef class H2Session:
     cdef bint ready             # the server's first SETTINGS arrived
     cdef bint accepting         # new streams may start (no GOAWAY, ids left)
     cdef bint closed
+    cdef int64_t read_ns        # when the bytes being parsed arrived: token events' time
     cdef object settings_timer
     cdef public int64_t tcp_ns
     cdef public int64_t up_ns
@@ -63,7 +64,7 @@ cdef class H2Session:
                 Py_ssize_t ln)
     cdef _on_headers(self, int flags, int32_t sid, bytes data, Py_ssize_t off, Py_ssize_t ln)
     cdef _header_block(self, int32_t sid, bytes block, bint end_stream)
-    cdef _on_data(self, int flags, int32_t sid, Py_ssize_t ln)
+    cdef _on_data(self, int flags, int32_t sid, bytes data, Py_ssize_t off, Py_ssize_t ln)
     cdef _on_settings(self, int flags, bytes data, Py_ssize_t off, Py_ssize_t ln)
     cdef _on_goaway(self, bytes data, Py_ssize_t off)
     cdef _complete(self, H2Stream st)

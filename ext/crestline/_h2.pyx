@@ -10,7 +10,10 @@ DATA as far as the send windows allow (the rest on WINDOW_UPDATE).
 
 Response header blocks go, every one and in order, to the compiled HPACK decoder
 (crestline._hpack: the dynamic table and Huffman strings are the server's choice); only
-:status, grpc-status and grpc-message are kept.
+:status, grpc-status and grpc-message are kept, and whether the content-type is
+`text/event-stream`: such a response is a token stream, its DATA payloads fed as they arrive to
+the stream's own SseScanner (crestline._sse, the scanner HTTP/1.1 uses), so the core records
+it exactly as it records one over HTTP/1.1.
 Our receive windows are opened to the maximum once and the connection window refilled in large
 steps, so a response is never held back by the client. PING is answered, GOAWAY stops new
 streams (those the server did not process fail as `read` errors), RST_STREAM fails its
@@ -25,6 +28,7 @@ from crestline._clock cimport now_ns
 from crestline._hpack cimport HpackDecoder
 from crestline._seam cimport (CONN_BUSY, ERR_CONNECT, ERR_GRPC, ERR_HTTP_4XX, ERR_HTTP_5XX,
                               ERR_PROTOCOL, ERR_READ, OUTCOME_OK, Conn, Connector, Owner)
+from crestline._sse cimport SseScanner
 
 cdef bytes PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -104,6 +108,10 @@ cdef class H2Stream(Conn):
         self.status = 0
         self.grpc_status = -1
         self.grpc_message = None
+        if self.sse is not None:
+            # The core has read the last response's stream; the next response is a stream
+            # only if its own headers say so.
+            self.sse.active = False
 
     # -- the seam ---------------------------------------------------------------------------
     cdef send(self, object payload):
@@ -204,6 +212,8 @@ cdef class H2Session:
         cdef bytes b = self.rest + data if self.rest else data
         cdef const unsigned char* p = b
         cdef Py_ssize_t n = len(b), off = 0, ln
+        # One time per read, as over HTTP/1.1: token events that arrive together share it.
+        self.read_ns = now_ns()
         while n - off >= 9 and not self.closed:
             ln = (<Py_ssize_t>p[off] << 16) | (<Py_ssize_t>p[off + 1] << 8) | p[off + 2]
             if ln > MAX_FRAME:
@@ -321,7 +331,7 @@ cdef class H2Session:
             self._connection_error(PROTOCOL_ERROR, "a header block was interrupted")
             return
         if ftype == F_DATA:
-            self._on_data(flags, sid, ln)
+            self._on_data(flags, sid, data, off, ln)
         elif ftype == F_HEADERS:
             self._on_headers(flags, sid, data, off, ln)
         elif ftype == F_CONTINUATION:
@@ -358,7 +368,9 @@ cdef class H2Session:
         elif ftype == F_RST_STREAM:
             st = self.streams.get(sid)
             if st is not None and ln == 4:
-                self._stream_failed(st, ERR_READ, "stream reset by the server: "
+                # mid-response: headers had come (a token stream cut mid-way, say)
+                self._stream_failed(st, ERR_READ, "stream reset by the server"
+                                    + (" mid-response: " if st.status else ": ")
                                     + _code_name(_u32(p + off)))
         elif ftype == F_GOAWAY:
             if ln >= 8:
@@ -413,19 +425,37 @@ cdef class H2Session:
             if status < 200:
                 return  # interim (100 Continue, 103 Early Hints): the final one follows
             st.status = status
+            if dec.event_stream:
+                if st.sse is None:
+                    st.sse = SseScanner()  # once per stream slot, reused by its responses
+                st.sse.start()
         if end_stream:
             self._complete(st)
 
-    cdef _on_data(self, int flags, int32_t sid, Py_ssize_t ln):
+    cdef _on_data(self, int flags, int32_t sid, bytes data, Py_ssize_t off, Py_ssize_t ln):
+        cdef const unsigned char* p = data
+        cdef Py_ssize_t pad
         cdef H2Stream st
-        self.recv_unacked += ln
+        self.recv_unacked += ln  # flow control counts the padding too
         if self.recv_unacked >= REFILL_AT:
             self._send_frame(F_WINDOW_UPDATE, 0, 0, _be32(<uint32_t>self.recv_unacked))
             self.recv_unacked = 0
+        st = self.streams.get(sid)
+        if st is None:
+            return
+        if st.sse is not None and st.sse.active:
+            if flags & FL_PADDED:
+                pad = p[off] if ln else 0
+                if ln == 0 or pad >= ln:
+                    self._connection_error(PROTOCOL_ERROR,
+                                           "a DATA frame shorter than its padding")
+                    return
+                off += 1
+                ln -= 1 + pad
+            # The events of this payload are scanned in C, no Python call per event.
+            st.sse.feed(p + off, ln, self.read_ns)
         if flags & FL_END_STREAM:
-            st = self.streams.get(sid)
-            if st is not None:
-                self._complete(st)
+            self._complete(st)
 
     cdef _on_settings(self, int flags, bytes data, Py_ssize_t off, Py_ssize_t ln):
         cdef const unsigned char* p = data
@@ -489,6 +519,8 @@ cdef class H2Session:
         cdef int64_t now = now_ns()
         cdef int status = st.status
         cdef int outcome, code
+        if st.sse is not None and st.sse.active:
+            st.sse.finish(now)  # an event the stream's end closes, not a blank line
         self.streams.pop(st.sid, None)
         st.sid = 0
         st.frames = None

@@ -8,6 +8,8 @@ The `hpack` package's pure-Python decoder costs 2-9 µs per block; this one a fr
 """
 from libc.stdint cimport uint32_t
 
+from crestline._sse cimport is_event_stream
+
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
 
@@ -154,8 +156,9 @@ cdef class HpackDecoder:
             self.size -= len(<bytes>e[0]) + len(<bytes>e[1]) + ENTRY_OVERHEAD
 
     cdef int decode(self, bytes block, list every) except -1:
-        """Decode block; set status, grpc_status, grpc_message from it (0 / -1 / None when
-        absent). every: None, or a list to append every (name, value) to (tests)."""
+        """Decode block; set status, grpc_status, grpc_message, event_stream from it (0 / -1 /
+        None / False when absent). every: None, or a list to append every (name, value) to
+        (tests)."""
         cdef const unsigned char* p = block
         cdef Py_ssize_t n = len(block), pos = 0, index
         cdef int b
@@ -164,6 +167,7 @@ cdef class HpackDecoder:
         self.status = 0
         self.grpc_status = -1
         self.grpc_message = None
+        self.event_stream = False
         while pos < n:
             b = p[pos]
             if b & 0x80:                                    # indexed field
@@ -195,6 +199,8 @@ cdef class HpackDecoder:
                 self.grpc_status = _digits(value)
             elif len(name) == 12 and name == b"grpc-message":
                 self.grpc_message = value
+            elif len(name) == 12 and name == b"content-type":
+                self.event_stream = is_event_stream(value)
         return 0
 
     def decode_all(self, bytes block):

@@ -13,7 +13,7 @@ import httptools
 from libc.stdint cimport int64_t
 
 from crestline._clock cimport now_ns
-from crestline._sse cimport SseScanner
+from crestline._sse cimport SseScanner, is_event_stream
 from crestline._seam cimport (CONN_BUSY, CONN_DEAD, CONN_NEW, ERR_CONNECT, ERR_HTTP_4XX,
                               ERR_HTTP_5XX, ERR_PROTOCOL, ERR_TLS, OUTCOME_OK, Conn, Connector,
                               Owner)
@@ -97,8 +97,7 @@ cdef class Http1Conn(Conn):
 
     def on_header(self, bytes name, bytes value):
         # A `text/event-stream` response is a token stream: its body goes to the scanner.
-        if (len(name) == 12 and name.lower() == b"content-type"
-                and value.lstrip()[:17].lower() == b"text/event-stream"):
+        if len(name) == 12 and name.lower() == b"content-type" and is_event_stream(value):
             if self.sse is None:
                 self.sse = SseScanner()
             self.sse.start()

@@ -15,6 +15,24 @@ cdef enum:
     SSE_ERROR = 4       # an `error` object or message in the stream
 
 
+cdef inline bint is_event_stream(bytes value):
+    """A Content-Type value that makes a response a token stream: `text/event-stream` in any
+    case, leading blanks and parameters allowed. One test for every transport's headers, so
+    HTTP/1.1 and HTTP/2 agree on what a stream is."""
+    cdef const unsigned char* p = value
+    cdef Py_ssize_t n = len(value), i = 0, k
+    cdef const char* want = b"text/event-stream"
+    while i < n and (p[i] == b' ' or p[i] == b'\t'):
+        i += 1
+    if n - i < 17:
+        return False
+    for k in range(17):
+        # ASCII lower-casing: 'A'..'Z' only (the '-' and '/' compare as they are)
+        if (p[i + k] | 0x20 if b'A' <= p[i + k] <= b'Z' else p[i + k]) != want[k]:
+            return False
+    return True
+
+
 cdef class SseScanner:
     # line parser state (carried across reads)
     cdef int state

@@ -18,9 +18,9 @@ apart (each chunk worth --sse-tokens-per-chunk tokens), then a finish chunk, a u
 [DONE]. A stalled request (--stall-every) waits --stall-ms more before content chunk
 --stall-at-token (0: before the first); every --cut-every-th stream is cut after
 --cut-after-tokens chunks, by RST_STREAM (--cut rst) or by GOAWAY and closing the socket
-(--cut goaway); --pad N pads their DATA frames. --http1 also answers HTTP/1.1 on the same
-port (told apart by the client's first bytes), the same stream as a chunked body, so one stream
-can be read both ways.
+(--cut goaway); --pad N pads their DATA frames, --split-events splits each write in two DATA
+frames mid-event. --http1 also answers HTTP/1.1 on the same port (told apart by the client's
+first bytes), the same stream as a chunked body, so one stream can be read both ways.
 """
 
 from __future__ import annotations
@@ -294,8 +294,11 @@ class H2Server(asyncio.Protocol):
         self.flush()
 
     def sse_write(self, sid, ev, last):
+        half = len(ev) // 2 if self.a.split_events else 0
         try:
-            self.conn.send_data(sid, ev, end_stream=last, pad_length=self.a.pad or None)
+            if half:
+                self.conn.send_data(sid, ev[:half], pad_length=self.a.pad or None)
+            self.conn.send_data(sid, ev[half:], end_stream=last, pad_length=self.a.pad or None)
         except (StreamClosedError, ProtocolError):
             return
         if last:
@@ -397,6 +400,7 @@ def main() -> int:
     p.add_argument("--cut", choices=("rst", "goaway"), default="rst")
     p.add_argument("--http1", action="store_true")
     p.add_argument("--pad", type=int, default=0, help="padding bytes in each --sse DATA frame")
+    p.add_argument("--split-events", action="store_true", help="each --sse write in 2 DATA frames")
     uvloop.run(serve(p.parse_args()))
     return 0
 

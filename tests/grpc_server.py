@@ -7,14 +7,19 @@ implementation), with the services the tests define:
 - /tensorflow.serving.PredictionService/Predict: TF Serving's call, parsed with crestline's
   classes (no TF Serving package here): checks the model name, logs each input's dtype and
   shape, answers one output tensor;
-- /test.Echo/Call: any bytes in, --reply-bytes bytes out.
+- /test.Echo/Call: any bytes in, --reply-bytes bytes out;
+- with --schema FDS (a FileDescriptorSet the test compiled), every method of its services:
+  the request decoded with its input type, compared with --expect FILE.json (that JSON as the
+  same type, for the methods whose input it is: a mismatch is INVALID_ARGUMENT), answered
+  with an empty output message.
 
     python tests/grpc_server.py --port 0 [--tls CERT KEY] [--fail-every N --fail-code 14] ...
 
 Prints "listening on HOST:PORT". --fail-every N ends every Nth call with --fail-code (a
 trailers-only response: no message before it); --delay-ms holds every answer. --log FILE gets
 one line per call: the method, the model, each input's name/datatype/shape and raw bytes'
-length, and the request's size.
+length, and the request's size (for --schema methods: match=0|1 and the message as compact
+JSON).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ def main() -> int:
     p.add_argument("--max-age-ms", type=int, default=0,
                    help="grpc.max_connection_age_ms: GOAWAY on every connection this old")
     p.add_argument("--log", default=None)
+    p.add_argument("--schema", default=None, metavar="FDS")
+    p.add_argument("--expect", default=None, metavar="FILE.json")
     a = p.parse_args()
     log = open(a.log, "a") if a.log else None
     reply = b"r" * a.reply_bytes
@@ -112,6 +119,8 @@ def main() -> int:
         grpc.method_handlers_generic_handler("test.Echo", {
             "Call": grpc.unary_unary_rpc_method_handler(echo)}),
     ]
+    if a.schema:
+        handlers += _schema_handlers(a.schema, a.expect, note)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), handlers=handlers,
                          options=[("grpc.max_receive_message_length", 64 << 20),
                                   ("grpc.max_send_message_length", 64 << 20)] + (
@@ -129,6 +138,47 @@ def main() -> int:
     server.wait_for_termination(a.max_seconds)
     server.stop(0)
     return 0
+
+
+def _schema_handlers(schema: str, expect: str | None, note) -> list:
+    """A handler per method of the set's services, its classes built from the set alone."""
+    import json
+
+    from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+
+    pool = descriptor_pool.DescriptorPool()
+    fds = descriptor_pb2.FileDescriptorSet.FromString(open(schema, "rb").read())
+    for f in fds.file:  # protoc --include_imports writes imports first
+        pool.Add(f)
+    expected_json = open(expect).read() if expect else None
+    handlers = []
+    for f in fds.file:
+        for s in f.service:
+            service = pool.FindServiceByName(f"{f.package}.{s.name}" if f.package else s.name)
+            methods = {}
+            for m in service.methods:
+                request_cls = message_factory.GetMessageClass(m.input_type)
+                reply_cls = message_factory.GetMessageClass(m.output_type)
+                try:  # the methods whose input the JSON is
+                    expected = (json_format.Parse(expected_json, request_cls())
+                                if expected_json else None)
+                except json_format.ParseError:
+                    expected = None
+
+                def call(req, context, name=m.name, expected=expected, reply_cls=reply_cls):
+                    got = json.dumps(json_format.MessageToDict(req), separators=(",", ":"),
+                                     sort_keys=True)
+                    match = expected is None or req == expected
+                    note(f"method={name} match={int(match)} size={req.ByteSize()} json={got}")
+                    if not match:
+                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "message differs")
+                    return reply_cls()
+
+                methods[m.name] = grpc.unary_unary_rpc_method_handler(
+                    call, request_deserializer=request_cls.FromString,
+                    response_serializer=reply_cls.SerializeToString)
+            handlers.append(grpc.method_handlers_generic_handler(service.full_name, methods))
+    return handlers
 
 
 def _code(value: int):

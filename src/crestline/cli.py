@@ -169,6 +169,14 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     g.add_argument("--model", default=None, metavar="NAME",
                    help="grpc://.../inference.GRPCInferenceService/ModelInfer with a KServe v2 "
                    "JSON --body: the model to call")
+    g.add_argument("--proto", action="append", default=[], metavar="FILE.proto",
+                   help="grpc://: encode a JSON --body as the URL method's request message, "
+                   "from this .proto (repeatable; compiled with grpcio-tools)")
+    g.add_argument("--proto-path", action="append", default=[], metavar="DIR",
+                   help="with --proto: a directory its imports are relative to (repeatable)")
+    g.add_argument("--descriptor-set", default=None, metavar="FILE",
+                   help="grpc://: as --proto, from a FileDescriptorSet (protoc "
+                   "--descriptor_set_out=FILE --include_imports)")
     g = p.add_argument_group("client")
     g.add_argument("--connections", type=int, default=64,
                    help="most keep-alive connections, opened on demand (default 64)")
@@ -432,7 +440,8 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         cluster=a.cluster, actors=a.actors,
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
         cacert=a.cacert, insecure=a.insecure, cert=a.cert, key=a.key,
-        http2=a.http2, streams=a.streams, model=a.model,
+        http2=a.http2, streams=a.streams, model=a.model, proto=a.proto,
+        proto_path=a.proto_path, descriptor_set=a.descriptor_set,
         batch_window_s=_window_s(a.batch_window), redact=a.redact, show_secrets=a.show_secrets,
     ).validated()
 

@@ -15,6 +15,7 @@ from crestline.engine.arrivals import ARRIVALS
 from crestline.errors import ConfigError
 from crestline.redact import Redaction
 from crestline.transport.grpc_body import GrpcTarget, check_grpc_path
+from crestline.transport.proto_json import ProtoSchema, check_schema_scheme, load_schema
 from crestline.transport.tls import TlsOptions, check_tls_options
 from crestline.units import parse_duration_s, parse_rate_rps
 
@@ -103,6 +104,16 @@ class RunSpec:
     # grpc:// and grpcs:// (HTTP/2 implied): the ModelInfer model, when the body is the
     # KServe v2 JSON request (crestline.transport.grpc_body).
     model: str | None = None
+    # grpc:// and grpcs://, any method: a JSON body encoded as the method's input type, from
+    # .proto files (compiled with grpcio-tools; proto_path: their include directories) or a
+    # FileDescriptorSet (crestline.transport.proto_json).
+    proto: list[str] = field(default_factory=list)
+    proto_path: list[str] = field(default_factory=list)
+    descriptor_set: str | None = None
+    # What those load into, set by validated() and sent with the spec to every worker, so
+    # the schema is compiled and each message encoded once, before load.
+    proto_schema: ProtoSchema | None = field(default=None, init=False, repr=False,
+                                             compare=False)
     # Secret header values (crestline.redact): sent, but masked in every output unless
     # show_secrets. redact: extra regular expressions over header names.
     redact: list[str] = field(default_factory=list)
@@ -119,6 +130,8 @@ class RunSpec:
 
             lookup(self.target.host)
             check_call_spec(self.workers, self.cluster)
+        check_schema_scheme(self.proto, self.proto_path, self.descriptor_set, self.url,
+                            self.target.scheme in GRPC_SCHEMES)
         if self.target.scheme in GRPC_SCHEMES:
             self._check_grpc()
         elif self.model is not None:
@@ -227,6 +240,8 @@ class RunSpec:
         own methods (crestline.engine.workload renders them; each becomes its call there)."""
         self.http2 = True
         self.method = "POST"
+        self.proto_schema = load_schema(self.proto, self.proto_path, self.descriptor_set,
+                                        reuse=self.proto_schema)
         if not self.trace:
             check_grpc_path(self.target.path, self.url)
             self.grpc_target().call_for(self.request_bytes())
@@ -234,7 +249,8 @@ class RunSpec:
     def grpc_target(self) -> GrpcTarget | None:
         """Where a gRPC run's calls go (None for HTTP URLs)."""
         t = self.target
-        return (GrpcTarget(t.host_header, self.model, mixed=bool(self.trace))
+        return (GrpcTarget(t.host_header, self.model, mixed=bool(self.trace),
+                           schema=self.proto_schema)
                 if t.scheme in GRPC_SCHEMES else None)
 
     def _check_http2(self) -> None:
@@ -290,7 +306,7 @@ class RunSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["body_bytes"] = len(self.body)
-        del d["body"]
+        del d["body"], d["proto_schema"]
         d["headers"] = self.redaction.headers(self.headers)
         d["redact"] = list(self.redact)
         return d

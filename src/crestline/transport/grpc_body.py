@@ -1,5 +1,7 @@
 """What a gRPC run sends, decided once before load: the call's path and :authority, and its
-message as protobuf bytes: --body @req.pb as given; for the Open Inference Protocol's
+message as protobuf bytes: --body @req.pb as given; with --proto / --descriptor-set, a JSON
+body encoded as the method's input type (crestline.transport.proto_json); for the Open
+Inference Protocol's
 ModelInfer, built from the KServe v2 JSON request the HTTP path takes (inputs' data packed
 into raw_input_contents); for TF Serving's Predict, from its REST JSON request (named
 "inputs" or "instances"). Raises ConfigError naming the fix."""
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crestline.errors import ConfigError
+from crestline.transport.proto_json import ProtoSchema
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -36,13 +39,16 @@ class GrpcCall:
 
 @dataclass(frozen=True)
 class GrpcTarget:
-    """Where a run's gRPC calls go: its :authority and, for JSON bodies, the model.
+    """Where a run's gRPC calls go: its :authority and, for JSON bodies, the model or the
+    schema (--proto / --descriptor-set) that encodes them.
     mixed: the calls are a trace's, of several methods: the model goes only to the ones
-    built from JSON (else a model for another method is refused)."""
+    built from JSON (else a model for another method is refused), the schema only to the
+    methods it defines."""
 
     authority: str
     model: str | None = None
     mixed: bool = False
+    schema: ProtoSchema | None = None
 
     def call_for(self, request: bytes) -> GrpcCall:
         """The call a rendered request stands for (crestline.engine.spec.render_request's
@@ -57,6 +63,9 @@ class GrpcTarget:
             name, _, value = line.partition(":")
             if name.strip().lower() not in _NOT_METADATA:
                 headers.append((name.strip(), value.strip()))
+        if self.schema is not None and (not self.mixed or self.schema.defines(target)):
+            message = self.schema.message(target, body, None if self.mixed else self.model)
+            return GrpcCall(target, self.authority, message, tuple(headers))
         model = self.model if not self.mixed or target in (MODEL_INFER, PREDICT) else None
         return grpc_call(target, self.authority, body, model, headers)
 

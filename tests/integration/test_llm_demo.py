@@ -30,6 +30,9 @@ def test_demo_llm_run_streams_the_chat_mix(tmp_path):
 
 
 @pytest.mark.slow
+# ~50 s, and tests/integration/test_llm_workload.py's TTFT search covers the same search path:
+# in the long set (`pytest -m long`).
+@pytest.mark.long
 def test_demo_llm_quick_search_stays_under_the_models_capacity(tmp_path):
     out, html = tmp_path / "s.json", tmp_path / "s.html"
     t0 = time.monotonic()

@@ -41,7 +41,8 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
 
     options are RunSpec fields: rate_rps (req/s), duration_s (s), arrival, seed, connections,
     max_inflight, timeout_s, method, headers, body, workers, interval_s, precise,
-    batch_window_s, max_schedule_lag_p99_ms, min_issued_ratio.
+    batch_window_s, max_schedule_lag_p99_ms, min_issued_ratio; for gRPC JSON bodies proto,
+    proto_path, descriptor_set (docs/grpc.md); the full list is RunSpec's (docs/python-api.md).
     on_interval(snapshot) is called once per interval as the run goes (and once for the drain).
     runlog / hdr_log: paths written one interval at a time. Setting `stop` ends the run early;
     the result then has interrupted=True and keeps every finished interval.

@@ -21,6 +21,10 @@ apart (each chunk worth --sse-tokens-per-chunk tokens), then a finish chunk, a u
 (--cut goaway); --pad N pads their DATA frames, --split-events splits each write in two DATA
 frames mid-event. --http1 also answers HTTP/1.1 on the same port (told apart by the client's
 first bytes), the same stream as a chunked body, so one stream can be read both ways.
+--sse-content-type sets the stream's Content-Type; --plain-every N answers every Nth request
+as a plain response instead. Framing faults h2 itself will not write, on a plain response:
+--bad-pad (a DATA frame shorter than its padding), --continuation-flood N (a header block
+that goes on in N CONTINUATION frames of 16 KiB and never ends).
 """
 
 from __future__ import annotations
@@ -261,9 +265,11 @@ class H2Server(asyncio.Protocol):
     def respond(self, sid, n):
         a = self.a
         try:
-            if a.sse:
+            if a.bad_pad or a.continuation_flood:
+                self.send_raw_fault(sid)
+            elif a.sse and not (a.plain_every and n % a.plain_every == 0):
                 self.conn.send_headers(sid, [(b":status", b"200"),
-                                             (b"content-type", b"text/event-stream"),
+                                             (b"content-type", a.sse_content_type.encode()),
                                              (b"cache-control", b"no-cache")])
                 self.players[sid] = SsePlayer(
                     sse_plan(a, n), lambda ev, last: self.sse_write(sid, ev, last),
@@ -292,6 +298,25 @@ class H2Server(asyncio.Protocol):
         except (StreamClosedError, ProtocolError):
             pass  # the client reset it meanwhile (its timeout), or the connection is going
         self.flush()
+
+    def send_raw_fault(self, sid):
+        """Frames h2 refuses to write, straight onto the socket: a plain response whose DATA
+        frame is shorter than its padding (--bad-pad), or a header block that never ends
+        (--continuation-flood N CONTINUATION frames of 16 KiB after the HEADERS)."""
+        self.flush()
+
+        def frame(ftype, flags, payload):
+            return (len(payload).to_bytes(3, "big") + bytes([ftype, flags])
+                    + sid.to_bytes(4, "big") + payload)
+
+        if self.a.bad_pad:
+            self.conn.send_headers(sid, [(b":status", b"200"), (b"content-length", b"1")])
+            self.flush()
+            self.transport.write(frame(0, 0x8 | 0x1, b"\x05x"))  # pad 5 of a 2-byte payload
+            return
+        out = [frame(1, 0, b"\x88")]  # :status 200, END_HEADERS unset
+        out += [frame(9, 0, b"\x00" * 16384)] * self.a.continuation_flood
+        self.transport.write(b"".join(out))
 
     def sse_write(self, sid, ev, last):
         half = len(ev) // 2 if self.a.split_events else 0
@@ -400,6 +425,13 @@ def main() -> int:
     p.add_argument("--cut", choices=("rst", "goaway"), default="rst")
     p.add_argument("--http1", action="store_true")
     p.add_argument("--pad", type=int, default=0, help="padding bytes in each --sse DATA frame")
+    p.add_argument("--sse-content-type", default="text/event-stream")
+    p.add_argument("--plain-every", type=int, default=0,
+                   help="with --sse, every Nth request answered as a plain response")
+    p.add_argument("--bad-pad", action="store_true",
+                   help="a plain response's DATA frame shorter than its padding")
+    p.add_argument("--continuation-flood", type=int, default=0, metavar="N",
+                   help="a header block of N more CONTINUATION frames that never ends")
     p.add_argument("--split-events", action="store_true", help="each --sse write in 2 DATA frames")
     uvloop.run(serve(p.parse_args()))
     return 0

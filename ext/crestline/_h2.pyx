@@ -53,6 +53,7 @@ cdef enum:
 
 cdef enum:
     MAX_FRAME = 16384           # we never raise SETTINGS_MAX_FRAME_SIZE
+    MAX_HEADER_BLOCK = 262144   # one response's HEADERS + CONTINUATION payloads, at most
     MAX_WINDOW = 2147483647
     REFILL_AT = 1 << 30         # refill the connection window after this much DATA
     LAST_SID = 2147483000       # past this a session takes no new streams (ids run out)
@@ -338,6 +339,13 @@ cdef class H2Session:
             if not self.cont_sid:
                 self._connection_error(PROTOCOL_ERROR, "a CONTINUATION with no header block")
                 return
+            if len(self.cont_block) + ln > MAX_HEADER_BLOCK:
+                # A CONTINUATION flood would otherwise grow the buffer without end: no real
+                # response's headers come near this.
+                self._connection_error(PROTOCOL_ERROR, (
+                    f"a header block over {MAX_HEADER_BLOCK // 1024} KiB in CONTINUATION "
+                    "frames"))
+                return
             self.cont_block += data[off:off + ln]
             if flags & FL_END_HEADERS:
                 self.cont_sid = 0
@@ -434,22 +442,24 @@ cdef class H2Session:
 
     cdef _on_data(self, int flags, int32_t sid, bytes data, Py_ssize_t off, Py_ssize_t ln):
         cdef const unsigned char* p = data
-        cdef Py_ssize_t pad
+        cdef Py_ssize_t pad = 0
         cdef H2Stream st
         self.recv_unacked += ln  # flow control counts the padding too
         if self.recv_unacked >= REFILL_AT:
             self._send_frame(F_WINDOW_UPDATE, 0, 0, _be32(<uint32_t>self.recv_unacked))
             self.recv_unacked = 0
+        if flags & FL_PADDED:
+            # RFC 9113 6.1 makes bad padding a connection error whatever the stream (one we
+            # do not scan, or have forgotten, included): the framing can no longer be trusted.
+            pad = p[off] if ln else 0
+            if ln == 0 or pad >= ln:
+                self._connection_error(PROTOCOL_ERROR, "a DATA frame shorter than its padding")
+                return
         st = self.streams.get(sid)
         if st is None:
             return
         if st.sse is not None and st.sse.active:
             if flags & FL_PADDED:
-                pad = p[off] if ln else 0
-                if ln == 0 or pad >= ln:
-                    self._connection_error(PROTOCOL_ERROR,
-                                           "a DATA frame shorter than its padding")
-                    return
                 off += 1
                 ln -= 1 + pad
             # The events of this payload are scanned in C, no Python call per event.

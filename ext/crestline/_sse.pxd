@@ -17,8 +17,9 @@ cdef enum:
 
 cdef inline bint is_event_stream(bytes value):
     """A Content-Type value that makes a response a token stream: `text/event-stream` in any
-    case, leading blanks and parameters allowed. One test for every transport's headers, so
-    HTTP/1.1 and HTTP/2 agree on what a stream is."""
+    case, leading blanks and parameters allowed, the name whole (`text/event-streamer` is
+    not). One test for every transport's headers, so HTTP/1.1 and HTTP/2 agree on what a
+    stream is."""
     cdef const unsigned char* p = value
     cdef Py_ssize_t n = len(value), i = 0, k
     cdef const char* want = b"text/event-stream"
@@ -30,7 +31,9 @@ cdef inline bint is_event_stream(bytes value):
         # ASCII lower-casing: 'A'..'Z' only (the '-' and '/' compare as they are)
         if (p[i + k] | 0x20 if b'A' <= p[i + k] <= b'Z' else p[i + k]) != want[k]:
             return False
-    return True
+    # a longer name (`text/event-streamer`) is another type: only parameters may follow
+    i += 17
+    return i == n or p[i] == b';' or p[i] == b' ' or p[i] == b'\t'
 
 
 cdef class SseScanner:

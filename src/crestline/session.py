@@ -54,6 +54,8 @@ class LoadSession:
             spec.good_stream_ns = per_request_ns(slo.bounds)
         telemetry = GpuTelemetry.for_slo(gpu, gpu_period_s, slo)
         workload = Workload.for_spec(spec)  # loads and renders a trace before any load
+        if spec.proto_schema is not None and spec.trace:
+            _encode_records(spec, workload)
         arrival = workload.arrival(spec.arrival, None if replay_follows_rate else spec.speed)
         await preflight(spec.target)
         session = cls(spec, workload, arrival, telemetry, workload.secret_warnings(spec))
@@ -160,3 +162,15 @@ async def open_pool(spec: RunSpec, workload: Workload, arrival: Arrival) -> Pool
 
         return await WorkerPool.open(spec, arrival)
     return LocalPool(spec, workload, arrival)
+
+
+def _encode_records(spec: RunSpec, workload: Workload) -> None:
+    """Each distinct trace record through the schema once, here: a record the schema refuses
+    is refused before preflight connects (and once, not per worker), and the messages are
+    in the schema's cache when the spec goes to workers, which then encode nothing."""
+    import numpy as np
+
+    target = spec.grpc_target()
+    _, first = np.unique(workload.record_payload, return_index=True)  # in record order
+    for payload, record in zip(workload.payloads, first.tolist(), strict=True):
+        target.call_for(payload, f"--trace {spec.trace} record {record}")

@@ -189,6 +189,9 @@ def test_api_refusals_name_the_option(schema):
     with pytest.raises(ConfigError, match="--model 'm' does not apply"):
         _spec("grpc://127.0.0.1:1/demo.Echo/Ping", body=b"{}", model="m",
               descriptor_set=str(schema["fds"]))
+    with pytest.raises(ConfigError, match="has no method 'Pong'"):  # the method first
+        _spec("grpc://127.0.0.1:1/demo.Echo/Pong", body=b"{}", model="m",
+              descriptor_set=str(schema["fds"]))
     with pytest.raises(ConfigError, match="neither a JSON object nor a serialized demo.Query"):
         _spec("grpc://127.0.0.1:1/demo.Echo/Ping", body=b"\xff\xff\xff",
               descriptor_set=str(schema["fds"]))
@@ -198,6 +201,7 @@ def test_api_refusals_name_the_option(schema):
 def bad_files(schema):
     tmp = schema["tmp"]
     (tmp / "bad.proto").write_text('syntax = "proto3";\npackage demo;\nmessage A { int32 x = 1 }\n')
+    (tmp / "nosyntax.proto").write_text("package demo;\nmessage A { int32 x = 1 }\n")
     from importlib import resources
 
     from grpc_tools import protoc
@@ -213,8 +217,12 @@ def bad_files(schema):
 
 
 CASES = [
-    (["{grpc}/demo.Nope/Score", "--descriptor-set", "{fds}"], "has no service 'demo.Nope'"),
-    (["{grpc}/demo.Echo/Scor", "--proto", "{proto}", "--proto-path", "{root}"],
+    (["{grpc}/demo.Nope/Score", "--descriptor-set", "{fds}", "--body", "{}"],
+     "has no service 'demo.Nope'"),
+    (["{grpc}/demo.Echo/Scor", "--proto", "{proto}", "--proto-path", "{root}", "--body",
+      '{"query": {}}'], "has no method 'Scor'"),
+    # --model for a method the schema lacks: the method is what is wrong, not --model
+    (["{grpc}/demo.Echo/Scor", "--descriptor-set", "{fds}", "--body", "{}", "--model", "m"],
      "has no method 'Scor'"),
     (["{grpc}/demo.Echo/Score", "--descriptor-set", "{fds}", "--body", '{"query": {"txt": 1}}'],
      'no field named "txt"'),
@@ -236,6 +244,9 @@ CASES = [
      "--include_imports"),
     (["{grpc}/demo.A/Score", "--proto", "{tmp}/bad.proto"],
      "does not compile: {tmp}/bad.proto:3:25: Expected \";\"."),
+    # no syntax line: protoc's abseil banner and warning come before the error
+    (["{grpc}/demo.A/Score", "--proto", "{tmp}/nosyntax.proto"],
+     "does not compile: {tmp}/nosyntax.proto:2:13: Expected \"required\""),
     (["{grpc}/demo.Echo/Score", "--proto", "{proto}", "--descriptor-set", "{fds}"],
      "give one"),
     (["{grpc}/demo.Echo/Score", "--proto-path", "{root}"], "applies with --proto"),
@@ -279,3 +290,77 @@ def test_refused_with_one_line_before_any_connection(listener, schema, bad_files
 @pytest.mark.parametrize("command", ["search", "sweep"])
 def test_search_and_sweep_refuse_the_same(listener, schema, bad_files, command):
     _refused(listener, schema, bad_files, command, *CASES[2])
+
+
+def test_a_method_the_schema_lacks_is_sent_as_without_a_schema(schema):
+    # as a trace's records of other methods are: the built-in ModelInfer JSON, bytes as given
+    from crestline.transport.grpc_body import MODEL_INFER, kserve_request
+
+    kserve = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2],
+                                     "data": [1.0, 2.0]}]}).encode()
+    spec = _spec("grpc://127.0.0.1:1" + MODEL_INFER, body=kserve, model="m",
+                 descriptor_set=str(schema["fds"]))
+    assert spec.grpc_target().call_for(spec.request_bytes()).message == \
+        kserve_request(kserve, "m")
+    spec = _spec("grpc://127.0.0.1:1/other.Svc/Call", body=b"\x0a\x01x",
+                 descriptor_set=str(schema["fds"]))
+    assert spec.grpc_target().call_for(spec.request_bytes()).message == b"\x0a\x01x"
+    with pytest.raises(ConfigError, match="has no service 'other.Svc'"):  # JSON it cannot encode
+        _spec("grpc://127.0.0.1:1/other.Svc/Call", body=b'{"a": 1}',
+              descriptor_set=str(schema["fds"]))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_bad_trace_record_is_refused_before_any_connection(listener, schema, workers):
+    from crestline.trace.format import TraceRecord, write_trace
+
+    body = schema["json"].read_bytes()
+    records = [TraceRecord(i * 10_000_000, "POST", SCORE, [],
+                           b'{"query": {"txt": 1}}' if i == 2 else body) for i in range(5)]
+    trace = schema["tmp"] / "bad.cltrace"
+    write_trace(trace, records, source="test")
+    p = cli("run", f"grpc://127.0.0.1:{listener.port}/", "--trace", trace, "--arrival",
+            "trace", "--rate", "10", "--duration", "1s", "--descriptor-set", schema["fds"],
+            "--workers", workers)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crestline: error:"), p.stderr
+    assert f"--trace {trace} record 2 JSON does not match demo.ScoreRequest" in lines[0], lines
+    assert 'no field named "txt"' in lines[0] and "--body" not in lines[0], lines[0]
+    assert listener.accepted() == 0
+
+
+def test_trace_messages_are_encoded_before_the_spec_goes_to_workers(schema, monkeypatch):
+    # encoded once in the session; the workers' renders find every message in the cache
+    import asyncio
+
+    from crestline.session import LoadSession
+    from crestline.trace.format import TraceRecord, write_trace
+
+    body = schema["json"].read_bytes()
+    trace = schema["tmp"] / "ok.cltrace"
+    write_trace(trace, [TraceRecord(i * 10_000_000, "POST", SCORE, [], body) for i in range(3)],
+                source="test")
+    spec = RunSpec(url="grpc://127.0.0.1:1/", trace=str(trace), arrival="trace", rate_rps=10,
+                   duration_s=1, descriptor_set=str(schema["fds"])).validated()
+    assert not spec.proto_schema.encoded
+
+    async def stop(target):
+        raise ConnectionRefusedError("preflight reached")
+
+    monkeypatch.setattr("crestline.session.preflight", stop)
+    with pytest.raises(ConnectionRefusedError):
+        asyncio.run(LoadSession.open(spec))
+    assert list(spec.proto_schema.encoded) == [(SCORE, body)]
+
+
+def test_protocs_error_line_is_not_abseils_logging():
+    from crestline.transport.proto_json import _first_error
+
+    banner = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+              "STDERR\nW0000 00:00:1796148924.123227    1066 parser.cc:614] No edition or "
+              "syntax specified for the proto file: a.proto.\n")
+    located = 'a.proto:2:13: Expected ";".'
+    assert _first_error(f"{banner}{located}\nb\n") == located
+    assert _first_error(banner + "\nimport cycle in a.proto\n") == "import cycle in a.proto"
+    assert _first_error(banner) is None

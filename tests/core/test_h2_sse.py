@@ -33,6 +33,11 @@ def sse_server():
     yield from stopped_at_teardown(functools.partial(H2Server, "--sse"))
 
 
+@pytest.fixture
+def plain_server():
+    yield from stopped_at_teardown(H2Server)
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
@@ -59,8 +64,10 @@ def _assert_stream_figures(d, tokens, delay_ms, gap_ms):
     # the role-only prelude comes at once and is no token: TTFT is the server's delay
     assert delay_ms * 0.9 <= d["ttft_ms"]["p50"] < delay_ms + 60, d["ttft_ms"]
     assert d["ttft_sent_ms"]["p50"] <= d["ttft_ms"]["p50"]
-    # tokens - 1 gaps per stream, each the server's gap (timers only ever fire late)
-    assert gap_ms * 0.8 <= d["itl_ms"]["p50"] < gap_ms + 25, d["itl_ms"]
+    # tokens - 1 gaps per stream, each the server's gap (timers only ever fire late); on a
+    # busy machine events that arrive in one read share its time, so single gaps can be ~0:
+    # the mean holds the server's gap even then
+    assert gap_ms * 0.5 <= d["itl_ms"]["mean"] < gap_ms + 25, d["itl_ms"]
     assert d["tpot_ms"]["p50"] == pytest.approx(d["itl_ms"]["mean"], rel=0.25)
     # the end follows the last token by one more gap
     assert d["e2e_ms"]["p50"] >= delay_ms + tokens * gap_ms * 0.9
@@ -134,7 +141,7 @@ def test_a_stall_queues_the_next_streams_and_only_ttft_from_intended_shows_it(ss
     assert d["requests"]["ok"] == 40 and not _errors(d)
     assert d["itl_ms"]["max"] >= 400
     assert d["ttft_ms"]["max"] > 300, d["ttft_ms"]
-    assert d["ttft_sent_ms"]["max"] < 200, d["ttft_sent_ms"]
+    assert d["ttft_sent_ms"]["p90"] < 200, d["ttft_sent_ms"]  # one scheduler hiccup aside
     assert d["ttft_ms"]["p90"] > 3 * d["ttft_sent_ms"]["p90"], (d["ttft_ms"], d["ttft_sent_ms"])
 
 
@@ -154,8 +161,14 @@ def test_a_stream_cut_mid_way_is_a_read_error_in_no_stream_figure(sse_server, ht
         assert 6 <= r["errors"] <= 24 and d["connection_setup_ms"]["connections"] >= 2
     else:
         assert r["errors"] == 6, r
-    msg = r["error_messages"]["read"][0]
-    assert ("mid-response" in msg if cut == "rst" else "closed the connection" in msg), msg
+    msgs = r["error_messages"]["read"]
+    if cut == "rst":
+        assert any("mid-response" in m for m in msgs), msgs
+    else:
+        # which a cut stream hears first races: the socket closing, the reset, or the GOAWAY
+        # for the streams the server had not processed
+        assert any("closed the connection" in m or "connection lost" in m
+                   or "did not process the stream" in m for m in msgs), msgs
     # a cut stream never reaches the stream figures: only the complete ones are counted
     assert d["stream"]["streams"] == r["ok"] and d["output_tokens"]["total"] == 8 * r["ok"]
     assert d["output_tokens"]["per_request"]["p50"] == 8
@@ -187,3 +200,40 @@ def test_what_makes_an_h2_response_a_stream():
         assert dec.event_stream is want, value
     dec.decode_all(enc.encode([(b":status", b"200")]))
     assert dec.event_stream is False
+
+
+def test_a_plain_response_after_a_stream_on_the_same_slot_is_no_stream(sse_server):
+    # One stream slot; every 2nd response is a plain one: the slot's scanner, on for the
+    # stream before, must be off for it (a normal response, in no stream figure).
+    s = sse_server("--delay-ms", "5", "--sse-gap-ms", "5", "--sse-tokens", "4",
+                   "--plain-every", "2")
+    d = _run(s.url, rate_rps=20, duration_s=1, streams=1, connections=1)
+    r = d["requests"]
+    assert r["ok"] == r["scheduled"] == 20 and not _errors(d), r
+    assert d["stream"]["streams"] == 10 and d["output_tokens"]["total"] == 4 * 10, d["stream"]
+    assert d["stream"]["no_token"] == 0 and d["stream"]["no_done"] == 0, d["stream"]
+
+
+def test_a_content_type_that_only_starts_like_event_stream_is_no_stream(sse_server):
+    s = sse_server("--sse-content-type", "text/event-streamer", "--sse-tokens", "2",
+                   "--sse-gap-ms", "5")
+    d = _run(s.url, rate_rps=10, duration_s=1, streams=2)
+    assert d["requests"]["ok"] == 10 and not _errors(d), d["requests"]
+    assert not d.get("stream") or not d["stream"]["streams"], d.get("stream")
+    s2 = sse_server("--sse-content-type", "Text/Event-Stream; charset=utf-8", "--sse-tokens",
+                    "2", "--sse-gap-ms", "5")
+    d = _run(s2.url, rate_rps=10, duration_s=1, streams=2)
+    assert d["requests"]["ok"] == 10 and d["stream"]["streams"] == 10, d.get("stream")
+
+
+@pytest.mark.parametrize("fault, expect", [
+    (("--bad-pad",), "shorter than its padding"),
+    (("--continuation-flood", "20"), "header block over 256 KiB"),
+], ids=["bad-padding-on-a-plain-response", "continuation-flood"])
+def test_a_framing_fault_on_a_plain_response_is_a_protocol_error(plain_server, fault, expect):
+    # Not a token stream: the checks hold for every response, not only scanned ones.
+    s = plain_server(*fault)
+    d = _run(s.url, rate_rps=5, duration_s=0.4, streams=1, timeout_s=2)
+    r = d["requests"]
+    assert r["ok"] == 0 and "protocol" in _errors(d), r
+    assert any(expect in m for m in r["error_messages"]["protocol"]), r["error_messages"]

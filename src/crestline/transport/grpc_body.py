@@ -42,18 +42,22 @@ class GrpcTarget:
     """Where a run's gRPC calls go: its :authority and, for JSON bodies, the model or the
     schema (--proto / --descriptor-set) that encodes them.
     mixed: the calls are a trace's, of several methods: the model goes only to the ones
-    built from JSON (else a model for another method is refused), the schema only to the
-    methods it defines."""
+    built from JSON (else a model for another method is refused).
+    The schema encodes the methods it defines; any other method (the URL's or a record's) is
+    sent as without a schema (the built-in ModelInfer / Predict JSON, else the body's bytes),
+    except a JSON object body, which only a schema could encode: refused, naming what the
+    schema has."""
 
     authority: str
     model: str | None = None
     mixed: bool = False
     schema: ProtoSchema | None = None
 
-    def call_for(self, request: bytes) -> GrpcCall:
+    def call_for(self, request: bytes, what: str = "--body") -> GrpcCall:
         """The call a rendered request stands for (crestline.engine.spec.render_request's
         bytes, for the run's one request or each trace record): its path is the method, its
-        body the message (or the JSON it is built from), its other headers the metadata."""
+        body the message (or the JSON it is built from), its other headers the metadata.
+        `what` names the body in messages ("--body", or which trace record)."""
         head, _, body = request.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         target = lines[0].split(" ", 2)[1]
@@ -63,11 +67,30 @@ class GrpcTarget:
             name, _, value = line.partition(":")
             if name.strip().lower() not in _NOT_METADATA:
                 headers.append((name.strip(), value.strip()))
-        if self.schema is not None and (not self.mixed or self.schema.defines(target)):
-            message = self.schema.message(target, body, None if self.mixed else self.model)
-            return GrpcCall(target, self.authority, message, tuple(headers))
+        if self.schema is not None:
+            if self.schema.defines(target):
+                message = self.schema.message(target, body, None if self.mixed else self.model,
+                                              what)
+                return GrpcCall(target, self.authority, message, tuple(headers))
+            if target not in (MODEL_INFER, PREDICT) and _is_json_object(body):
+                # sent as it is, the JSON text would go out as a garbled message
+                if not self.mixed:
+                    self.schema.require(target)
+                try:
+                    self.schema.require(target, "the record's")
+                except ConfigError as exc:
+                    raise ConfigError(f"{what}: {exc}") from None
         model = self.model if not self.mixed or target in (MODEL_INFER, PREDICT) else None
         return grpc_call(target, self.authority, body, model, headers)
+
+
+def _is_json_object(body: bytes) -> bool:
+    if body.lstrip()[:1] != b"{":
+        return False
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:  # protobuf bytes can start with "{"
+        return False
 
 
 def check_grpc_path(path: str, url: str) -> None:

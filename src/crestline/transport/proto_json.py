@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 
 from crestline.errors import ConfigError
 
+_LOCATED = re.compile(r":\d+:\d+: ")       # file.proto:3:25: the message
+_ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} ")  # abseil's log lines: W1201 18:00:00.123 ...
 _SET_HOW = "protoc --descriptor_set_out=FILE --include_imports YOUR.proto"
 
 
@@ -35,28 +38,34 @@ class ProtoSchema:
         """Whether the schema has the method of /package.Service/Method."""
         return _method(self, path, strict=False) is not None
 
-    def message(self, path: str, body: bytes, model: str | None) -> bytes:
-        """The request message of `path`'s method for `body`: a JSON object encoded through
-        the method's input type, or protobuf bytes checked to decode as it. Raises
-        ConfigError for a method the schema lacks, JSON that does not fit the type (the
-        field named), bytes that do not decode, and --model (it names no field here)."""
+    def require(self, path: str, whose: str = "the URL's") -> None:
+        """Raises the ConfigError naming what the schema has, for a method it lacks."""
+        _method(self, path, strict=True, whose=whose)
+
+    def message(self, path: str, body: bytes, model: str | None, what: str = "--body") -> bytes:
+        """The request message of `path`'s method for `body` (`what` names it in messages:
+        "--body", or a trace's record): a JSON object encoded through the method's input
+        type, or protobuf bytes checked to decode as it. Raises ConfigError for a method the
+        schema lacks, JSON that does not fit the type (the field named), bytes that do not
+        decode, and --model (it names no field here)."""
+        # the method first: for one the schema lacks, a --model message would mislead
+        method = _method(self, path, strict=True)
         if model is not None:
             raise ConfigError(f"--model {model!r} does not apply to {path[1:]} from "
                               f"{self.option}: put the model's name in the JSON --body's field")
         key = (path, body)
         if key in self.encoded:
             return self.encoded[key]
-        method = _method(self, path, strict=True)
         cls = _message_class(self.fds, method.input_type.full_name)
-        what = f"{method.input_type.full_name} (the input of {path[1:]} in {self.option})"
-        doc, json_error = _as_json(body)
+        input_type = f"{method.input_type.full_name} (the input of {path[1:]} in {self.option})"
+        doc, json_error = _as_json(body, what)
         if doc is None:
             try:
                 cls.FromString(body)
             except Exception as exc:  # DecodeError, whose class differs by implementation
                 raise ConfigError(json_error or (
-                    f"--body: {len(body)} bytes that are neither a JSON object nor a "
-                    f"serialized {what} ({exc}): give the message as JSON, or its protobuf "
+                    f"{what}: {len(body)} bytes that are neither a JSON object nor a "
+                    f"serialized {input_type} ({exc}): give the message as JSON, or its protobuf "
                     "bytes with --body @req.pb")) from None
             self.encoded[key] = body
             return body
@@ -68,9 +77,9 @@ class ProtoSchema:
                                             ).SerializeToString()
         except (json_format.ParseError, EncodeError, ValueError, TypeError) as exc:
             why = _one_line(exc).rstrip(".")
-            raise ConfigError(f"--body JSON does not match {what}: {why}: fix the field's name "
-                              "or value (JSON names are the proto's field names or their "
-                              "lowerCamelCase)") from None
+            raise ConfigError(f"{what} JSON does not match {input_type}: {why}: fix the "
+                              "field's name or value (JSON names are the proto's field names "
+                              "or their lowerCamelCase)") from None
         self.encoded[key] = message
         return message
 
@@ -165,12 +174,21 @@ def _compile(protos: list[str], dirs: list[str]) -> bytes:
                                               "--include_imports", f"--descriptor_set_out={out}",
                                               *args], os.path.join(tmp, "stderr"))
         if rc != 0:
-            first = next((line for line in errors.splitlines() if line.strip()),
-                         f"protoc exited with {rc}")
+            first = _first_error(errors) or f"protoc exited with {rc}"
             raise ConfigError(f"--proto {protos[0]!r} does not compile: {first.strip()}: fix "
                               "the file (or its imports' --proto-path)")
         with open(out, "rb") as f:
             return f.read()
+
+
+def _first_error(errors: str) -> str | None:
+    """protoc's first error line: one naming file:line:col, else the first that is not
+    abseil's logging (grpcio-tools 1.81's protoc can open with its "WARNING: All log messages
+    before absl::InitializeLog()" banner, or a "W0101 12:00:00..." line, before the error)."""
+    lines = [line.strip() for line in errors.splitlines() if line.strip()]
+    located = next((line for line in lines if _LOCATED.search(line)), None)
+    return located or next((line for line in lines if not line.startswith("WARNING:")
+                            and not _ABSL_PREFIX.match(line)), None)
 
 
 def _stderr_of(fn, args, path: str) -> tuple[int, str]:
@@ -238,7 +256,7 @@ def _pool(fds: bytes):
     return pool
 
 
-def _method(schema: ProtoSchema, path: str, strict: bool):
+def _method(schema: ProtoSchema, path: str, strict: bool, whose: str = "the URL's"):
     service_name, _, method_name = path[1:].partition("/")
     pool = _pool(schema.fds)
     try:
@@ -248,13 +266,13 @@ def _method(schema: ProtoSchema, path: str, strict: bool):
             return None
         services = _services(schema.fds)
         raise ConfigError(f"{path[1:]}: {schema.option} has no service {service_name!r} "
-                          f"(it has: {', '.join(services) or 'none'}): fix the URL's "
+                          f"(it has: {', '.join(services) or 'none'}): fix {whose} "
                           "package.Service, or give the .proto that defines it") from None
     method = service.methods_by_name.get(method_name)
     if method is None and strict:
         raise ConfigError(f"{path[1:]}: service {service_name} in {schema.option} has no "
                           f"method {method_name!r} (it has: "
-                          f"{', '.join(service.methods_by_name) or 'none'}): fix the URL's "
+                          f"{', '.join(service.methods_by_name) or 'none'}): fix {whose} "
                           "Method")
     return method
 
@@ -276,7 +294,7 @@ def _message_class(fds: bytes, full_name: str):
     return message_factory.GetMessageClass(_pool(fds).FindMessageTypeByName(full_name))
 
 
-def _as_json(body: bytes) -> tuple[dict | None, str | None]:
+def _as_json(body: bytes, what: str = "--body") -> tuple[dict | None, str | None]:
     """(the body's JSON object, None), or (None, why it is not one) when it starts like JSON
     but does not parse (protobuf bytes can: a length byte of 123 is "{"; the caller then
     tries them as the message), or (None, None) when it does not start like JSON."""
@@ -285,10 +303,10 @@ def _as_json(body: bytes) -> tuple[dict | None, str | None]:
     try:
         doc = json.loads(body)
     except ValueError as exc:
-        return None, (f"--body is not JSON ({exc}): give the request message as a JSON "
+        return None, (f"{what} is not JSON ({exc}): give the request message as a JSON "
                       "object, or its protobuf bytes with --body @req.pb")
     if not isinstance(doc, dict):
-        return None, "--body: the request message's JSON is an object ({...})"
+        return None, f"{what}: the request message's JSON is an object ({{...}})"
     return doc, None
 
 

@@ -17,6 +17,7 @@ from crestline import _core
 from crestline.engine.arrivals import chunk_source
 from crestline.engine.spec import RunSpec
 from crestline.measure.hdr import LAYOUT
+from crestline.measure.heap import fix_mmap_threshold
 from crestline.measure.result import IntervalSnapshot
 from crestline.transport.connect import plan_for
 
@@ -55,6 +56,7 @@ class Engine:
 
     def __init__(self, spec: RunSpec, worker: int = 0, payloads: list[bytes] | None = None,
                  classes=None, class_names=None, turns=None):
+        fix_mmap_threshold()  # an hour-long run would otherwise grow its heap (measure.heap)
         target = spec.target
         connections, max_inflight = spec.share(worker)
         self.spec = spec

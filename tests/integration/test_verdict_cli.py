@@ -86,3 +86,33 @@ def test_compare_refuses_a_run_against_a_search(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(search))
     p = crestline("compare", tmp_path / "r.json", tmp_path / "s.json")
     assert p.returncode == 2 and "cannot compare a run with a search" in p.stderr
+
+
+def test_compare_two_sweeps(target, tmp_path):
+    # The same ladder against a 2 ms and a 6 ms server, the slower one's from its runlog.
+    fast, slow = target("--delay-ms", "2"), target("--delay-ms", "6")
+    a, b = tmp_path / "a.json", tmp_path / "b.runlog"
+    for t, rates, args in ((fast, "100,200", ["--out", a]), (slow, "100,150,200",
+                                                            ["--runlog", b])):
+        p = crestline("sweep", t.url, "--rates", rates, "--step-duration", "1s", "--interval",
+                      "0.25s", "--warmup", "none", "--slo", "p50=4ms", "--quiet", *args,
+                      timeout=120)
+        assert p.returncode in (0, 1), p.stderr
+    p = crestline("compare", a, b, "--json")
+    assert p.returncode == 0, p.stderr
+    c = json.loads(p.stdout)
+    assert c["kind"] == "sweep"
+    rows = {r["metric"]: r for r in c["rows"]}
+    # A's rates only (150 is B's alone), achieved and errors where both ran the rate
+    assert {m for m in rows if " at " in m} == {
+        f"{what} at {rate} rps" for what in ("p50", "p99", "achieved", "error rate")
+        for rate in (100, 200)}
+    for rate in (100, 200):
+        p50 = rows[f"p50 at {rate} rps"]
+        assert p50["change_pct"] == pytest.approx(100 * (p50["b"] / p50["a"] - 1))
+        assert p50["a"] < p50["b"]  # 2 ms against 6 ms, by more than any machine's noise
+    # the fast server meets p50 <= 4 ms on the whole ladder, the slow one at no rate
+    assert rows["SLO crossing"]["a"] == 200 and rows["SLO crossing"]["b"] is None
+    assert any(n.startswith("B has no crossing") for n in c["notes"])
+    text = crestline("compare", a, b).stdout
+    assert "SLO crossing (rps)" in text and "p50 at 100 rps (ms)" in text and "worse" in text

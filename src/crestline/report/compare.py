@@ -4,7 +4,9 @@ change. Pure: reads result dicts (crestline.report.reader), never the engine.
 Two searches compare capacity, latency at matched rates and GPU efficiency at capacity. Their
 steps sit at different rates, so latency is compared at rates both searches measured around:
 each search's passing and failing steps are interpolated (log latency, linear rate) at those
-rates, never extrapolated. Two runs compare rates, percentiles, errors and GPU figures.
+rates, never extrapolated. Two sweeps compare their SLO crossings and, at each rate of A's
+ladder that B's ladder spans, latency (B interpolated the same way where its rates differ),
+achieved rate and errors. Two runs compare rates, percentiles, errors and GPU figures.
 """
 
 from __future__ import annotations
@@ -32,11 +34,16 @@ def _row(name: str, unit: str, a, b, better: str) -> dict:
 
 
 def _latency_at(steps: list[dict], rate: float, pct: str) -> float | None:
-    """Latency percentile (ms) at `rate`, interpolated between the two measured steps around
-    it (log latency, linear rate); None outside the measured range."""
-    pts = sorted((s["rate_rps"], s["latency_ms"][pct]) for s in steps
-                 if s.get("verdict") in ("pass", "fail", "unsure") and s["latency_ms"].get(pct)
-                 and not discarded(s))
+    """A search's latency percentile (ms) at `rate`, from its judged steps."""
+    return _interpolated([(s["rate_rps"], s["latency_ms"].get(pct)) for s in steps
+                          if s.get("verdict") in ("pass", "fail", "unsure")
+                          and not discarded(s)], rate)
+
+
+def _interpolated(points: list[tuple], rate: float) -> float | None:
+    """The value (ms) at `rate`, interpolated between the two measured points around it (log
+    latency, linear rate); None outside the measured range."""
+    pts = sorted((r, v) for r, v in points if v)
     if not pts or rate < pts[0][0] or rate > pts[-1][0]:
         return None
     for (r0, v0), (r1, v1) in zip(pts, pts[1:], strict=False):
@@ -74,6 +81,26 @@ def _compare_searches(a: dict, b: dict) -> list[dict]:
     return rows
 
 
+def _compare_sweeps(a: dict, b: dict) -> list[dict]:
+    ca, cb = ((r.get("crossing") or {}).get("rate_rps") for r in (a, b))
+    rows = [_row("SLO crossing", "rps", ca, cb, "higher")]
+    by_rate_b = {row["rate_rps"]: row for row in b["rows"]}
+    for ra in a["rows"]:
+        rate, rb = ra["rate_rps"], by_rate_b.get(ra["rate_rps"])
+        for pct in ("p50", "p99"):
+            vb = _interpolated([(r["rate_rps"], r["latency_ms"].get(pct)) for r in b["rows"]],
+                               rate)
+            if vb is not None:
+                rows.append(_row(f"{pct} at {rate:,.0f} rps", "ms", ra["latency_ms"].get(pct),
+                                 vb, "lower"))
+        if rb is not None:  # counts are not interpolated: only rates both ladders ran
+            rows.append(_row(f"achieved at {rate:,.0f} rps", "rps", ra["achieved_rps"],
+                             rb["achieved_rps"], "higher"))
+            rows.append(_row(f"error rate at {rate:,.0f} rps", "%", 100.0 * ra["error_rate"],
+                             100.0 * rb["error_rate"], "lower"))
+    return rows
+
+
 def _compare_runs(a: dict, b: dict) -> list[dict]:
     rows = [_row("offered", "rps", a.get("offered_rps"), b.get("offered_rps"), "higher"),
             _row("achieved", "rps", a.get("achieved_rps"), b.get("achieved_rps"), "higher")]
@@ -101,8 +128,8 @@ def compare(a: dict, b: dict) -> dict:
     """
     kind_a, kind_b = (kind_of(r) or "run" for r in (a, b))
     if kind_a != kind_b:
-        raise ConfigError(f"cannot compare a {kind_a} with a {kind_b}: give two run results "
-                          "or two search results")
+        raise ConfigError(f"cannot compare a {kind_a} with a {kind_b}: give two run results, "
+                          "two search results or two sweep results")
     notes = []
     if a.get("url") != b.get("url"):
         notes.append(f"different targets: {a.get('url')} vs {b.get('url')}")
@@ -113,6 +140,19 @@ def compare(a: dict, b: dict) -> dict:
             if not r.get("converged"):
                 notes.append(f"{name} did not converge: {r.get('reason')}")
         rows = _compare_searches(a, b)
+    elif kind_a == "sweep":
+        if not _same_slo(a.get("slo"), b.get("slo")):
+            notes.append(f"different SLOs: {a.get('slo')} vs {b.get('slo')}")
+        for name, r in (("A", a), ("B", b)):
+            if r.get("interrupted"):
+                notes.append(f"{name} was interrupted: only its finished rows are compared")
+            late = [f"{row['rate_rps']:g}" for row in r["rows"] if not row.get("client_ok", True)]
+            if late:
+                notes.append(f"{name}: the client fell behind at {', '.join(late)} rps; "
+                             "latency there includes that")
+            if r.get("crossing") is None:
+                notes.append(f"{name} has no crossing: {r.get('crossing_note')}")
+        rows = _compare_sweeps(a, b)
     else:
         rows = _compare_runs(a, b)
         for name, r in (("A", a), ("B", b)):

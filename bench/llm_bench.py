@@ -23,6 +23,12 @@ ignore_eos, streaming with include_usage) at one rate (constant arrivals by defa
 
 With --stall, the server stalls 0.5 s every 2 s: the coordinated-omission case.
 
+With --ladder R1,R2,..., each client also runs --ladder-requests requests at each of those rates
+against a server made cheap enough not to be the limit (batch 4096, 1 ms a decode step, no
+prefill cost, 16 output tokens): the highest rate at which a client delivers >= 99 % of what
+was asked, every request ok, is the rate it sustains (AIPerf's achieved rate counts its drain,
+so its figure is lowered by one request's end-to-end time over the run: ~1 % at 1000 requests).
+
     pip install aiperf            # into its own venv; point --aiperf at its `aiperf`
     python bench/llm_bench.py --aiperf /tmp/peer/bin/aiperf --rates 5,20,40 --requests 300
 
@@ -174,6 +180,9 @@ def main(argv=None) -> int:
     p.add_argument("--arrival", choices=("constant", "poisson"), default="constant",
                    help="both clients' arrivals (default constant: the rate error is exact)")
     p.add_argument("--stall", action="store_true", help="also a stalling server (0.5 s / 2 s)")
+    p.add_argument("--ladder", default="", help="rates for the sustained-rate ladder (e.g. "
+                   "50,100,200,400; default: none)")
+    p.add_argument("--ladder-requests", type=int, default=1000)
     p.add_argument("--work", default=str(HERE / "out" / "llm"), help="output folder")
     a = p.parse_args(argv)
     work = Path(a.work)
@@ -186,17 +195,25 @@ def main(argv=None) -> int:
              "open sky")
     py = str(Path(a.aiperf).resolve().parent / "python")
     subprocess.run([py, "-c", _TOKENIZER_SNIPPET, vocab, str(tokenizer)], check=True)
-    scenarios = [("steady", [])] + ([("stall", ["--pause-every-s", "2", "--pause-s", "0.5"])]
-                                    if a.stall else [])
+    rates = [float(r) for r in a.rates.split(",")]
+    scenarios = [("steady", [], rates, a.requests, a.osl)]
+    if a.stall:
+        scenarios.append(("stall", ["--pause-every-s", "2", "--pause-s", "0.5"], rates,
+                          a.requests, a.osl))
+    if a.ladder:
+        scenarios.append(("fast", ["--max-batch", "4096", "--kv-tokens", "100000000",
+                                   "--step-ms", "1", "--step-ms-per-seq", "0",
+                                   "--prefill-ms-per-token", "0"],
+                          [float(r) for r in a.ladder.split(",")], a.ladder_requests, 16))
     rows = []
-    for name, flags in scenarios:
-        for rate in (float(r) for r in a.rates.split(",")):
+    for name, flags, ladder, n, osl in scenarios:
+        for rate in ladder:
             for client in ("crestline", "aiperf"):
                 server, port = start_server(flags)  # a fresh server: no state carried over
                 try:
-                    r = (crestline_run(port, rate, a.requests, a.isl, a.osl, work, a.arrival)
+                    r = (crestline_run(port, rate, n, a.isl, osl, work, a.arrival)
                          if client == "crestline" else
-                         aiperf_run(a.aiperf, port, rate, a.requests, a.isl, a.osl, work,
+                         aiperf_run(a.aiperf, port, rate, n, a.isl, osl, work,
                                     tokenizer, a.arrival))
                 finally:
                     server.terminate()
@@ -205,6 +222,14 @@ def main(argv=None) -> int:
                 print(json.dumps(rows[-1]), flush=True)
     (work / "llm_bench.json").write_text(json.dumps(rows, indent=1))
     print(table(rows))
+    if a.ladder:
+        for client in ("crestline", "aiperf"):
+            held = [r["requested_rps"] for r in rows if r["scenario"] == "fast"
+                    and r["client"] == client and "error" not in r and not r["errors"]
+                    and r["ok"] >= a.ladder_requests
+                    and r["achieved_rps"] >= 0.99 * r["requested_rps"]]
+            print(f"{client}: sustains {max(held):g} rps" if held else
+                  f"{client}: sustains none of {a.ladder} rps")
     return 0
 
 

@@ -196,6 +196,8 @@ class Hist:
 
     # -- interchange ----------------------------------------------------------------------
     def to_hdrh(self) -> HdrHistogram:
+        """An hdrh histogram of these counts. It and its encoder refer to each other: callers
+        that drop it should _release() it, or only the cyclic collector frees its ~270 KB."""
         h = HdrHistogram(LOWEST_NS, HIGHEST_NS, SIGNIFICANT_DIGITS)
         np.frombuffer(h.counts, dtype=np.uint64)[:] = self.counts
         h.total_count = self.total
@@ -220,13 +222,21 @@ class Hist:
 
     def encode(self) -> str:
         """HdrHistogram V2 compressed, base64 ('HISTF...'), readable by every HDR library."""
-        return self.to_hdrh().encode().decode("ascii")
+        h = self.to_hdrh()
+        try:
+            return h.encode().decode("ascii")
+        finally:
+            _release(h)
 
     @classmethod
     def decode(cls, blob) -> Hist:
         if isinstance(blob, str):
             blob = blob.encode("ascii")
-        return cls.from_hdrh(HdrHistogram.decode(blob))
+        h = HdrHistogram.decode(blob)
+        try:
+            return cls.from_hdrh(h)
+        finally:
+            _release(h)
 
     # Pickled sparse (an interval touches a few hundred of the ~34k buckets), and kept so.
     def __getstate__(self):
@@ -242,6 +252,16 @@ class Hist:
 # Percentiles of the spectrum in results: dense where tails live (each "nine" gets points).
 DISTRIBUTION_POINTS = (0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 97.5, 99.0, 99.5, 99.75, 99.9,
                        99.95, 99.99, 99.995, 99.999, 100.0)
+
+
+def _release(h: HdrHistogram) -> None:
+    """Break hdrh's histogram <-> encoder cycle, so reference counting frees the counts (270 KB
+    of ctypes array) at once. Left to the cyclic collector, the runlog's four encodings an
+    interval piled up ~1 MB a second at 20k rps between collections: a 13 MB RSS sawtooth in
+    the soak."""
+    encoder = getattr(h, "encoder", None)
+    if encoder is not None:
+        encoder.histogram = None
 
 
 def index_of(values_ns: np.ndarray) -> np.ndarray:

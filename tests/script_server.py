@@ -27,3 +27,11 @@ class ScriptServer:
         self.proc.wait(timeout=10)
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+class H2Server(ScriptServer):
+    """tests/h2_server.py in its own process."""
+
+    def __init__(self, *flags: str):
+        super().__init__("h2_server.py", *flags)
+        self.url = f"http://127.0.0.1:{self.port}/v1/score"

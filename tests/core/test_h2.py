@@ -11,27 +11,6 @@ import crestline
 
 pytest.importorskip("h2")
 pytest.importorskip("cryptography")
-from script_server import ScriptServer  # noqa: E402  (tests/ is on sys.path)
-from servers import stopped_at_teardown  # noqa: E402
-from tls_certs import make_certs  # noqa: E402
-
-
-class H2Server(ScriptServer):
-    """tests/h2_server.py in its own process."""
-
-    def __init__(self, *flags: str):
-        super().__init__("h2_server.py", *flags)
-        self.url = f"http://127.0.0.1:{self.port}/v1/score"
-
-
-@pytest.fixture
-def h2_server():
-    yield from stopped_at_teardown(H2Server)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def _run(url, **kw):

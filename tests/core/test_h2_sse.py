@@ -19,9 +19,9 @@ import crestline
 
 pytest.importorskip("h2")
 pytest.importorskip("cryptography")
+from script_server import H2Server  # noqa: E402
 from servers import stopped_at_teardown  # noqa: E402  (tests/ is on sys.path)
-from test_h2 import H2Server, _errors, _log  # noqa: E402  (the same server script)
-from tls_certs import make_certs  # noqa: E402
+from test_h2 import _errors, _log  # noqa: E402
 
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "a b c d"}],
                    "max_tokens": 12, "stream": True,
@@ -31,16 +31,6 @@ BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "a b c
 @pytest.fixture
 def sse_server():
     yield from stopped_at_teardown(functools.partial(H2Server, "--sse"))
-
-
-@pytest.fixture
-def plain_server():
-    yield from stopped_at_teardown(H2Server)
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 def _run(url, http2=True, **kw):
@@ -230,9 +220,9 @@ def test_a_content_type_that_only_starts_like_event_stream_is_no_stream(sse_serv
     (("--bad-pad",), "shorter than its padding"),
     (("--continuation-flood", "20"), "header block over 256 KiB"),
 ], ids=["bad-padding-on-a-plain-response", "continuation-flood"])
-def test_a_framing_fault_on_a_plain_response_is_a_protocol_error(plain_server, fault, expect):
+def test_a_framing_fault_on_a_plain_response_is_a_protocol_error(h2_server, fault, expect):
     # Not a token stream: the checks hold for every response, not only scanned ones.
-    s = plain_server(*fault)
+    s = h2_server(*fault)
     d = _run(s.url, rate_rps=5, duration_s=0.4, streams=1, timeout_s=2)
     r = d["requests"]
     assert r["ok"] == 0 and "protocol" in _errors(d), r

@@ -12,7 +12,6 @@ from crestline.errors import ConfigError
 pytest.importorskip("cryptography")
 from script_server import ScriptServer  # noqa: E402  (tests/ is on sys.path)
 from servers import stopped_at_teardown  # noqa: E402
-from tls_certs import make_certs  # noqa: E402
 
 
 class TlsServer(ScriptServer):
@@ -21,11 +20,6 @@ class TlsServer(ScriptServer):
     def __init__(self, pair, *flags: str):
         super().__init__("tls_server.py", "--cert", pair.cert, "--key", pair.key, *flags)
         self.url = f"https://127.0.0.1:{self.port}/"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

@@ -14,12 +14,6 @@ from crestline.measure.runlog import read_runlog
 pytest.importorskip("cryptography")
 from cli_process import CLI, crestline  # noqa: E402  (tests/ is on sys.path)
 from test_tls import TlsServer  # noqa: E402
-from tls_certs import make_certs  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.mark.parametrize("flags, says", [

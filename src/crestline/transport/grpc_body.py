@@ -73,13 +73,15 @@ class GrpcTarget:
                                               what)
                 return GrpcCall(target, self.authority, message, tuple(headers))
             if target not in (MODEL_INFER, PREDICT) and _is_json_object(body):
-                # sent as it is, the JSON text would go out as a garbled message
+                # Sent as it is, the JSON text would go out as a garbled message: refused,
+                # naming what the schema has (require raises for a method it lacks).
                 if not self.mixed:
                     self.schema.require(target)
-                try:
-                    self.schema.require(target, "the record's")
-                except ConfigError as exc:
-                    raise ConfigError(f"{what}: {exc}") from None
+                else:
+                    try:
+                        self.schema.require(target, "the record's")
+                    except ConfigError as exc:
+                        raise ConfigError(f"{what}: {exc}") from None
         model = self.model if not self.mixed or target in (MODEL_INFER, PREDICT) else None
         return grpc_call(target, self.authority, body, model, headers)
 

@@ -752,7 +752,7 @@ def cmd_demo(a) -> int:
                 server, url, trace, search = _llm_demo(workdir, a.quick)
             else:
                 # --quick: a shorter server warm-up, which the search still has to find.
-                server, hostport = _start_demo_server("--warmup-s", "3" if a.quick else "10")
+                server, hostport = _start_demo_server("--warmup-s", "5" if a.quick else "10")
                 url = f"http://{hostport}/v2/models/ranker/infer"
                 trace = os.path.join(workdir, "ranker.cltrace")
                 write_demo_trace(trace, count=400, seed=1)

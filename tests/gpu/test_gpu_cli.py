@@ -91,7 +91,7 @@ def test_run_with_an_unreachable_exporter_warns_and_goes_on(target, tmp_path, cl
     assert any(f"127.0.0.1:{closed_port}" in w for w in d["warnings"]), d["warnings"]
 
 
-SEARCH = ["--slo", "p90=20ms", "--arrival", "poisson", "--seed", "1", "--start-rate", "300",
+SEARCH = ["--slo", "p90=50ms", "--arrival", "poisson", "--seed", "1", "--start-rate", "300",
           "--step-duration", "3s", "--warmup", "none", "--max-steps", "3", "--max-rate", "600"]
 
 

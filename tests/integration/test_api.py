@@ -50,7 +50,8 @@ def test_search_api_takes_the_cli_options_and_names_its_workers(target):
 
     t = target("--servers", "4", "--service-ms", "2", "--service-dist", "const")
     steps = []
-    r = search(t.url, ["p99=10ms"], interval_s=0.5, start_rate_rps=200, max_rate_rps=400,
+    # p99 <= 50 ms tolerates 5 ms of client lag: two workers on a noisy 2-core host stay inside
+    r = search(t.url, ["p99=50ms"], interval_s=0.5, start_rate_rps=200, max_rate_rps=400,
                step_s="2s", warmup="none", arrival="poisson", seed=3, workers=2,
                max_time_s=40, on_step=lambda d, policy: steps.append(d))
     assert r["workers"] == 2 and r["spec"]["interval_s"] == 0.5

@@ -1,8 +1,11 @@
 """`crestline search` end to end against a real loopback server with known capacity.
 
-The target runs a FIFO queue with 4 workers and a constant 2 ms service time; under Poisson
-arrivals that is M/D/4, whose capacity at p99 <= 10 ms is 1739.5 rps (long simulation, the
-issue's figure). The search must land within 5% of it through the real engine and CLI.
+The target runs a FIFO queue with 4 workers and a constant 10 ms service time; under Poisson
+arrivals that is M/D/4. Its capacity at p90 <= 50 ms comes from a long simulation of that queue
+run beside the search (crestline.search.sim, about 370 rps); the search must land within 5% of
+it through the real engine and CLI. A 10 ms service keeps the rate low, so the client's own CPU
+and a noisy host's wake-ups (tolerated up to 10% of the bound, 5 ms) stay small next to the
+queueing the verdicts are about.
 """
 
 import json
@@ -12,24 +15,28 @@ import msgpack
 import pytest
 from cli_process import CLI
 
-TRUTH_RPS = 1739.5
+from crestline.search.sim import SimServer, sim_capacity_rps
 
 
-# Two workers is the same search at twice the client processes (~90 s): in the long set
-# (`pytest -m long`), beside tests/core's exact two-worker merge in the default one.
+@pytest.fixture(scope="module")
+def truth_rps() -> float:
+    return sim_capacity_rps(SimServer(servers=4, service_ms=10.0, service_dist="const"),
+                            90.0, 0.050, requests=500_000)
+
+
 @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.long)])
-def test_search_finds_md4_capacity_within_5pct(target, tmp_path, workers):
+def test_search_finds_md4_capacity_within_5pct(target, tmp_path, workers, truth_rps):
     # Two client processes share each step's schedule and merge their histograms exactly: the
     # verdicts, and so the capacity, must be those of one.
-    t = target("--servers", "4", "--service-ms", "2", "--service-dist", "const",
-               max_seconds=900)
+    t = target("--servers", "4", "--service-ms", "10", "--service-dist", "const",
+               max_seconds=600)
     out, runlog = tmp_path / "s.json", tmp_path / "s.runlog"
     p = subprocess.run(
-        CLI + ["search", t.url, "--slo", "p99=10ms", "--arrival", "poisson", "--seed", "1",
-               "--start-rate", "200", "--step-duration", "5s", "--warmup", "none",
-               "--connections", "64", "--max-time", "8m", "--out", str(out),
+        CLI + ["search", t.url, "--slo", "p90=50ms", "--arrival", "poisson", "--seed", "1",
+               "--start-rate", "100", "--step-duration", "3s", "--warmup", "none",
+               "--tolerance", "4%", "--connections", "64", "--max-time", "4m", "--out", str(out),
                "--runlog", str(runlog), "--assert-capacity", "100k", "--workers", str(workers)],
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, timeout=600)
     # the search ran to the end; only the capacity gate failed
     assert p.returncode == 1, p.stderr[-2000:]
     assert "below --assert-capacity 100,000 rps" in p.stderr
@@ -56,9 +63,9 @@ def test_search_finds_md4_capacity_within_5pct(target, tmp_path, workers):
     elapsed = [iv["elapsed_s"] for iv in r["intervals"]]
     assert elapsed == sorted(elapsed)
     assert elapsed[-1] >= sum(iv["dur_s"] for iv in r["intervals"]) + 0.5 * r["drain_s"]
-    assert r["slo"] == {"p99": "10ms"}
+    assert r["slo"] == {"p90": "50ms"}
     cap = r["capacity_rps"]
-    assert abs(cap / TRUTH_RPS - 1) <= 0.05, (cap, [(s["rate_rps"], s["verdict"], s["why"])
+    assert abs(cap / truth_rps - 1) <= 0.05, (cap, [(s["rate_rps"], s["verdict"], s["why"])
                                                    for s in r["steps"]])
     assert r["converged"], r["reason"]
     # live progress: a line per step and the bracket, then the summary

@@ -58,3 +58,15 @@ def test_the_summary_tells_a_competing_host_apart_from_a_saturated_client():
     # two workers each 0.95 busy: saturated per process
     two = client_cpu_summary(_run(1000, 10_000, 10_000, cpu_s=1.9, workers=2).intervals, 2, 2)
     assert two["per_process"] == 0.95 and two["saturated"]
+
+
+def test_a_late_scheduler_is_blamed_on_the_client_cpu_or_the_host_by_what_the_cpu_shows():
+    # Same lateness (scheduler lag 3 ms at p99, over the 1 ms bound); only the client's CPU
+    # differs: busy all the time, it is the client's; nearly idle, its host woke it late.
+    ok, why = _run(2_000, 20_000, 20_000, cpu_s=0.95, sched_lag_ms=3.0).client_check()
+    assert not ok and why[0].startswith("scheduler lag p99 3.000 ms > 1 ms: the client was "
+                                        "CPU-bound (up to 0.95 cores)") and "--workers" in why[0]
+    ok, why = _run(2_000, 20_000, 20_000, cpu_s=0.15, sched_lag_ms=3.0).client_check()
+    assert not ok and len(why) == 1
+    assert "while the client used 0.15 cores: its host woke it late" in why[0]
+    assert "--workers" not in why[0]

@@ -76,6 +76,20 @@ MESSAGES_PER_KIND = 3
 KEEP_INTERVAL_HISTS = 60
 
 
+def _lag_reason(lag_p99_ms: float, bound_ms: float, cpu: dict | None) -> str:
+    """Why the scheduler was late, by what the client's CPU shows: a client out of CPU needs
+    more processes; a client with idle CPU was woken late by its host (other work on its cores,
+    or a noisy virtual machine), which no client setting fixes."""
+    head = f"scheduler lag p99 {lag_p99_ms:.3f} ms > {bound_ms:g} ms"
+    if cpu is None or cpu["saturated"]:
+        busy = f" (up to {cpu['max_cores']:.2f} cores)" if cpu else ""
+        return (f"{head}: the client was CPU-bound{busy} and could not send on time; use "
+                "--workers, --batch-window or a lower rate")
+    return (f"{head} while the client used {cpu['mean_cores']:.2f} cores: its host woke it "
+            "late (other work on its cores, or a noisy virtual machine); latencies include "
+            "the lag, so give an SLO (--slo), whose bound sets the tolerance, or a quieter host")
+
+
 def _zero_errors() -> dict:
     return {k: 0 for k in ERROR_KINDS}
 
@@ -339,10 +353,9 @@ class RunResult:
         bound_ms = self.spec.get("max_schedule_lag_p99_ms", 1.0) + 1e3 * self.spec.get(
             "batch_window_s", 0.0)
         lag_p99_ms = self.hists["schedule_lag"].values_at((99.0,))[0] / 1e6
+        cpu = self.client_cpu()
         if lag_p99_ms > bound_ms:
-            reasons.append(
-                f"scheduler lag p99 {lag_p99_ms:.3f} ms > {bound_ms:g} ms: the client could not "
-                "send on time (CPU-bound?); use --workers or a lower rate")
+            reasons.append(_lag_reason(lag_p99_ms, bound_ms, cpu))
         target = self.spec.get("rate_rps") or 0.0
         ratio = self.spec.get("min_issued_ratio", 0.99)
         arrival = self.spec.get("arrival")
@@ -353,7 +366,6 @@ class RunResult:
             slack = 1.0 if arrival == "constant" else 5.0 * math.sqrt(expected)
             if scheduled < ratio * expected - slack:
                 reasons.append(f"issued {scheduled} of {expected:.0f} scheduled requests")
-        cpu = self.client_cpu()
         if cpu and cpu["saturated"] and not self.interrupted:
             send_p99_ms = self.hists["send_lag"].values_at((99.0,))[0] / 1e6
             short = self.achieved_rps < ratio * self.offered_rps

@@ -115,8 +115,8 @@ def test_search_reports_the_gpu_picture_and_applies_gpu_bounds(target, tmp_path,
         [s for s in r["steps"] if s["rate_rps"] == r["capacity_rps"]][-1]["achieved_rps"])
     assert "at capacity: 1 GPU(s) 95% busy" in p.stdout
     # a tighter bound than the GPU ever meets: every step fails on it
-    p = crestline("search", t.url, *SEARCH, "--gpu", "nvml:0", "--slo", "gpu_util<=90%",
-                  "--out", out, env=nvml_env, timeout=200)
+    p = crestline("search", t.url, *SEARCH, "--max-steps", "2", "--gpu", "nvml:0",
+                  "--slo", "gpu_util<=90%", "--out", out, env=nvml_env, timeout=200)
     r = json.loads(out.read_text())
     assert r["capacity_rps"] is None
     judged = [s for s in r["steps"] if s["verdict"] != "invalid"]  # a busy machine's client

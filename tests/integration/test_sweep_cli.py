@@ -1,9 +1,9 @@
 """`crestline sweep` end to end against a real loopback server whose curve is known.
 
-The target is a FIFO queue with 4 workers and a constant 2 ms service time: under Poisson
-arrivals M/D/4, whose capacity at p99 <= 10 ms is about 1 740 rps, and whose ceiling is
-2 000 rps. Rates 400 and 1 200 meet the SLO with room to spare; 2 000 rps (utilisation 1)
-builds a queue within seconds. So the crossing lies between 1 200 and 2 000 rps.
+The target is a FIFO queue with 4 workers and a constant service time: under Poisson arrivals
+M/D/4. At 10 ms (the rows-and-crossing test) its ceiling is 400 rps: 100 and 250 rps meet
+p90 <= 50 ms with room to spare, 400 rps (utilisation 1) builds a queue within seconds, so the
+crossing lies between 250 and 400 rps. At 2 ms (the other tests) it serves up to 2 000 rps.
 """
 
 import json
@@ -21,35 +21,38 @@ def _md4(target):
 
 
 def test_sweep_md4_rows_crossing_and_reports(target, tmp_path):
-    t = _md4(target)
+    # M/D/4 at 10 ms (at most 400 rps) judged at p90 <= 50 ms: low rates, and 5 ms of client
+    # lag tolerated, so a noisy host's wake-ups do not decide the rows below capacity.
+    t = target("--servers", "4", "--service-ms", "10", "--service-dist", "const",
+               max_seconds=300)
     out, runlog, html = tmp_path / "s.json", tmp_path / "s.runlog", tmp_path / "s.html"
-    p = crestline("sweep", t.url, "--rates", "400,1200,2000", "--step-duration", "4s",
-                  "--interval", "0.5s", "--warmup", "none", "--slo", "p99=10ms", "--seed", "1",
+    p = crestline("sweep", t.url, "--rates", "100,250,400", "--step-duration", "4s",
+                  "--interval", "0.5s", "--warmup", "none", "--slo", "p90=50ms", "--seed", "1",
                   "--out", out, "--runlog", runlog, "--html", html, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["kind"] == "sweep" and r["interrupted"] is False
     assert r["arrival"] == "poisson"  # the sweep's default
-    assert r["slo"] == {"p99": "10ms"} and r["step_s"] == 4 and r["settle_intervals"] == 1
+    assert r["slo"] == {"p90": "50ms"} and r["step_s"] == 4 and r["settle_intervals"] == 1
     assert r["warmup_s"] == 0 and r["workers"] == 1
     rows = r["rows"]
-    assert [row["rate_rps"] for row in rows] == [400, 1200, 2000]
+    assert [row["rate_rps"] for row in rows] == [100, 250, 400]
     for row in rows[:2]:  # well below capacity: the server keeps up
         assert row["achieved_rps"] == pytest.approx(row["offered_rps"], rel=0.05)
-        assert row["offered_rps"] == pytest.approx(row["rate_rps"], rel=0.1)
+        assert row["offered_rps"] == pytest.approx(row["rate_rps"], rel=0.15)
         assert row["errors"] == 0 and row["duration_s"] == pytest.approx(3.5, abs=0.05)
-    p99 = [row["latency_ms"]["p99"] for row in rows]
-    assert p99[2] > 3 * max(p99[:2]), p99  # a queue at utilisation 1
+    p90 = [row["latency_ms"]["p90"] for row in rows]
+    assert p90[2] > 3 * max(p90[:2]), p90  # a queue at utilisation 1
     assert rows[0]["latency_ms"]["p50"] <= rows[2]["latency_ms"]["p50"]
-    assert [row["slo_met"] for row in rows] == [True, True, False], p99
-    assert rows[2]["terms"][0]["name"] == "p99" and rows[2]["terms"][0]["met"] is False
+    assert [row["slo_met"] for row in rows] == [True, True, False], p90
+    assert rows[2]["terms"][0]["name"] == "p90" and rows[2]["terms"][0]["met"] is False
     cross = r["crossing"]
-    assert cross["interpolated"] is True and cross["term"] == "p99"
-    assert cross["between"] == [1200, 2000]
-    assert 1200 < cross["rate_rps"] < 2000
+    assert cross["interpolated"] is True and cross["term"] == "p90"
+    assert cross["between"] == [250, 400]
+    assert 250 < cross["rate_rps"] < 400
     # the table and the crossing line
-    assert "p99.9 ms" in p.stdout and "p99 crosses 10 ms at ~" in p.stdout
-    assert "(interpolated between 1,200 and 2,000 rps)" in p.stdout
+    assert "p99.9 ms" in p.stdout and "p90 crosses 50 ms at ~" in p.stdout
+    assert "(interpolated between 250 and 400 rps)" in p.stdout
     # every interval went to the runlog with its step and rate, steps 0..2 plus their drains
     with open(runlog, "rb") as f:
         recs = list(msgpack.Unpacker(f, raw=False))
@@ -73,7 +76,7 @@ def test_sweep_md4_rows_crossing_and_reports(target, tmp_path):
     assert rebuilt["rows"] == rows and rebuilt["crossing"] == cross
     assert rebuilt["interrupted"] is True and rebuilt["kind"] == "sweep"
     p = crestline("report", out)
-    assert p.returncode == 0 and "p99 crosses 10 ms" in p.stdout
+    assert p.returncode == 0 and "p90 crosses 50 ms" in p.stdout
     # the HTML report: self-contained, the curve with the crossing marked as interpolated
     for path in (html, tmp_path / "again.html"):
         if path != html:

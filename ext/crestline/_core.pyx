@@ -739,10 +739,11 @@ cdef class Core(Owner):
         cdef int64_t now = now_ns()
         if self.closed:
             return
-        for conn in (list(self.conns) if self.n_busy else ()):
-            if conn.state == CONN_BUSY and now - conn.sent_ns > self.timeout_ns:
-                self.conn_error(conn, ERR_TIMEOUT,
-                                f"no complete response within {self.timeout_ns / 1e9:g} s")
+        if self.n_busy:  # with nothing outstanding there is nothing to time out
+            for conn in list(self.conns):
+                if conn.state == CONN_BUSY and now - conn.sent_ns > self.timeout_ns:
+                    self.conn_error(conn, ERR_TIMEOUT,
+                                    f"no complete response within {self.timeout_ns / 1e9:g} s")
         self.sweep_handle = self.loop.call_later(self.sweep_s, self._on_sweep)
 
     # -- counters ------------------------------------------------------------------------------

@@ -66,6 +66,10 @@ def test_a_late_scheduler_is_blamed_on_the_client_cpu_or_the_host_by_what_the_cp
     ok, why = _run(2_000, 20_000, 20_000, cpu_s=0.95, sched_lag_ms=3.0).client_check()
     assert not ok and why[0].startswith("scheduler lag p99 3.000 ms > 1 ms: the client was "
                                         "CPU-bound (up to 0.95 cores)") and "--workers" in why[0]
+    # late and behind its writes too: the one cause is said once
+    ok, why = _run(2_000, 20_000, 18_000, cpu_s=0.95, sched_lag_ms=3.0,
+                   send_lag_ms=40.0).client_check()
+    assert not ok and len(why) == 1 and "CPU-bound" in why[0]
     ok, why = _run(2_000, 20_000, 20_000, cpu_s=0.15, sched_lag_ms=3.0).client_check()
     assert not ok and len(why) == 1
     assert "while the client used 0.15 cores: its host woke it late" in why[0]

@@ -112,6 +112,9 @@ def test_three_intervals_is_the_shortest_step():
 
 
 # -- rows ----------------------------------------------------------------------------------------
+_VALUES: dict[int, np.ndarray] = {}  # by interval index: the latest _snap made with it
+
+
 def _snap(index, values_ms, *, dur_s=1.0, drain=False, errors=0, shed=0, lag_ms=0.05,
           scheduled=None):
     v = np.asarray(values_ms, dtype=np.float64)
@@ -125,7 +128,7 @@ def _snap(index, values_ms, *, dur_s=1.0, drain=False, errors=0, shed=0, lag_ms=
     s.hists = {"latency": Hist.from_values(ns), "service": Hist.from_values(ns // 2),
                "send_lag": Hist.from_values(np.full(len(v), int(lag_ms * 1e6))),
                "schedule_lag": Hist.from_values(np.full(len(v), 10_000))}
-    s._values = ns  # what went in, for the test's own histogram of them
+    _VALUES[index] = ns  # what went in, for the test's own histogram of them
     return s
 
 
@@ -175,7 +178,7 @@ def test_row_pools_the_measured_intervals_exactly():
 
 
 def _values(snap):
-    return snap._values
+    return _VALUES[snap.index]
 
 
 def test_row_without_slo_and_a_late_client():

@@ -310,14 +310,10 @@ class SearchPolicy:
         if v.abort:
             return self._finish(f"stopped: {v.why}", converged=False)
         self._note_saturation(step)
-        if step.phase == "confirm" and v.verdict == "unsure" and _inside(step):
-            # Neither side of the bound by more than the noise, the estimate inside it: the
-            # earlier pass stands.
-            self._moved.append("lo")
-            return self._next_probe()
         if step.phase == "confirm" and v.verdict in ("fail", "unsure"):
-            # The answer did not hold up at full length (failed, or undecided with its
-            # estimate over the bound): fall back to the best pass below it and confirm there.
+            # The answer did not hold up at full length: failed, or still within the noise of
+            # the bound after the longest look. A capacity one launches on must have passed,
+            # so fall back to the best pass below it and confirm there.
             below = [s.rate_rps for s in self.steps if not s.discarded
                      and s.verdict and s.verdict.verdict == "pass" and s.rate_rps < rate]
             self.hi, self.m_hi = rate, max(v.margin, 0.02)
@@ -477,11 +473,8 @@ class SearchPolicy:
         return v.verdict in ("fail", "unsure") and v.margin < math.log(1.2) and not v.decisive
 
     def _confirmed(self, rate: float) -> bool:
-        """A confirmation passed at this rate, or ended unsure at its full length with its
-        estimate inside the bound (the pass before it stands)."""
-        return rate in self.confirmed_rates() or any(
-            s.rate_rps == rate and not s.discarded and s.phase == "confirm" and s.verdict
-            and s.verdict.verdict == "unsure" and _inside(s) for s in self.steps)
+        """A confirmation passed at this rate."""
+        return rate in self.confirmed_rates()
 
     def confirmed_rates(self) -> list[float]:
         """Rates at which a confirmation (a full-length step at lo) passed, not discarded and
@@ -580,13 +573,6 @@ def _tag(snap: IntervalSnapshot, step: int | None, rate_rps: float, warmup: bool
     """The search fields of a snapshot, set here only: the policy alone knows which step an
     interval belongs to, at which rate, and whether it was warm-up."""
     snap.step, snap.rate_rps, snap.warmup = step, rate_rps, warmup
-
-
-def _inside(step: Step) -> bool:
-    """An undecided confirmation that stands: it ran its full length (the time budget did not
-    cut it short) and every SLO term's point estimate is inside its bound (the worst margin
-    is not above 0)."""
-    return not step.cut_short and step.verdict.margin <= 0.0
 
 
 def _ewma(old: float | None, new: float, alpha: float = 0.5) -> float:

@@ -1,5 +1,8 @@
 """A long run holds the histograms of its newest intervals only, and loses no figure."""
 
+import gc
+import tracemalloc
+
 import numpy as np
 
 from crestline.measure.hdr import Hist
@@ -33,14 +36,10 @@ def test_old_intervals_release_their_histograms_and_keep_their_json():
     assert r.latency.values_at((50.0, 99.0)) == every.values_at((50.0, 99.0))
 
 
-
 def test_an_hour_of_released_intervals_stays_small():
     # An hour at 1 s intervals keeps 3,600 released intervals. Each costs ~600 bytes here
     # (slots, shared empty fields, its summary compressed against a preset dictionary); as a
     # dict-backed snapshot with plain zlib it was ~1.4 KB: +10 % of a 50 MB client an hour.
-    import gc
-    import tracemalloc
-
     rng = np.random.default_rng(2)
     kept = []
     tracemalloc.start()

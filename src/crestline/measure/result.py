@@ -283,12 +283,12 @@ class IntervalSnapshot:
         return d
 
 
-
 @functools.cache
 def _summary_zdict() -> bytes:
     """The preset dictionary released intervals are compressed against (in memory only)."""
     empty = IntervalSnapshot(0, 0.0, 1.0, hists={name: Hist.empty() for name in HIST_NAMES})
     return pickle.dumps(empty.to_dict(), protocol=5)
+
 
 @dataclass
 class RunResult:

@@ -61,6 +61,19 @@ def test_warmup_is_detected_and_kept_out_of_the_verdicts():
     assert none["warmup_s"] == 0  # how far off it lands is in bench/RESULTS.md
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_lower_rate_after_a_near_capacity_start_is_not_a_speed_up(seed):
+    # 470 rps on one 2 ms server is steady but queued (median ~10 ms), over a p99 of 10 ms:
+    # the search steps down, where the median is the service time. Less queue, not a server
+    # that was still warming: no verdict may be discarded for it.
+    server = SimServer(servers=1, service_ms=2, service_dist="const")
+    r = search(server, "p99=10ms", 470, seed, warmup="auto")
+    assert r["steps"][0]["verdict"] == "fail"
+    assert r["warmup_note"] == "", r["warmup_note"]
+    assert not any(s["discarded"] for s in r["steps"])
+    assert r["converged"], r["reason"]
+
+
 def test_fixed_warmup_hold():
     server = SimServer(servers=4, service_ms=2, service_dist="const", warmup_s=10,
                        warmup_factor=4)
@@ -234,6 +247,20 @@ def test_a_client_hiccup_interval_does_not_fail_a_step(kind):
     assert any("client lag left out" in s["why"] for s in steps if s["verdict"] == "pass")
     assert not any("far over" in s["why"] for s in steps if s["rate_rps"] < 0.95 * truth)
     assert -0.03 <= r["capacity_rps"] / truth - 1 <= 0.02, r["capacity_rps"]
+
+
+def test_a_confirm_past_its_full_length_when_the_budget_ends_still_confirms():
+    # The free search's last confirmation ran 45 s (its full length is 30 s, then it looked
+    # longer). A budget that ends 4 s before it ends it at 35-40 s: past its full length, it
+    # is judged on its point estimate, and its pass confirms.
+    server, slo, _, start = SCENARIOS["M/D/4 2ms p99<=10ms"]
+    free = search(server, slo, start, 2, warmup="none")
+    cut = search(server, slo, start, 2, warmup="none", max_time_s=free["load_s"] - 4)
+    last = cut["steps"][-1]
+    assert last["phase"] == "confirm" and 30 <= last["measured_s"] < 45, last
+    assert last["verdict"] == "pass", last["why"]
+    assert cut["converged"], cut["reason"]
+    assert cut["capacity_rps"] == last["rate_rps"]
 
 
 def test_a_confirm_cut_short_by_the_time_budget_confirms_nothing():

@@ -77,6 +77,7 @@ class Step:
     verdict: Verdict | None = None
     discarded: bool = False  # judged during a warm-up found only later: no evidence
     cut_short: bool = False  # judged early because the time budget ran out
+    p50_ns: float | None = None  # median of its interval medians, once asked for
 
     def to_dict(self) -> dict:
         v = self.verdict
@@ -144,6 +145,7 @@ class SearchPolicy:
         self.converged = False
         self._moved: list[str] = []  # which bracket end each refinement moved
         self._baseline_p50_ns: float | None = None  # warm median latency at the first rate
+        self._baseline_rps = 0.0  # the rate that median was measured at
         self._faster_run = 0
         self._retry: float | None = None
         self._phase = "warmup"
@@ -177,7 +179,10 @@ class SearchPolicy:
         if verdict is None and self.elapsed_s >= self.cfg.max_time_s:
             verdict = self.judge.judge(step.intervals, step.rate_rps, final=True,
                                        saturation_rps=sat)
-            step.cut_short = True
+            # Short of its full length: a confirmation past it was only looking longer for a
+            # surer verdict, and the one it has now still confirms.
+            measured_s = sum(s.dur_s for s in step.intervals[self.judge.settle:])
+            step.cut_short = measured_s < self.judge.max_step_s - 1e-9
         if verdict is None:
             return Offer(step.rate_rps)
         step.verdict = verdict
@@ -213,13 +218,13 @@ class SearchPolicy:
                     self._discard_cold_overload()
                 return self._begin(rate, "bracket")
             return Offer(rate)
-        medians = [s.latency.values_at((50.0,))[0] if s.latency.total else np.nan
-                   for s in self.warmup_series]
+        medians = [_p50_ns(s) for s in self.warmup_series]
         d = is_warm(medians)
         if d is not None:
             # Steady from interval d: those intervals already measure the first rate warm.
             self.warmup_s = sum(s.dur_s for s in self.warmup_series[:d])
             self._baseline_p50_ns = float(np.nanmedian(medians[d:]))
+            self._baseline_rps = rate
             if (d > 0 and self.steps
                     and np.nanmedian(medians[:d]) > 1.25 * self._baseline_p50_ns):
                 # The held rate still warmed up (slower before d, not merely a queue filling
@@ -272,13 +277,25 @@ class SearchPolicy:
         self._moved = []
 
     def _recheck_warmup(self, snap: IntervalSnapshot) -> bool:
-        """A slow plateau looks steady too. If the median latency later falls well below the
-        warm level seen at the first (lowest) rate, for 3 intervals running, the server was
-        still warming: every verdict so far is discarded and the search restarts from here."""
+        """A slow plateau looks steady too. If the median latency later falls well below what
+        it was at the same rate or a lower one (in an earlier step, or earlier in this one),
+        for 3 intervals running, the server was still warming: every verdict so far is
+        discarded and the search restarts from here.
+
+        Same or lower only: a fixed server is never faster under more load, so that is a
+        server that changed. A lower rate than any before meets less queue, and its lower
+        median is no sign of one that was still cold (after a start near capacity, say)."""
         if self.cfg.warmup != "auto" or not self._baseline_p50_ns or not snap.latency.total:
             return False
+        step = self.steps[-1]
+        ref = self._reference_p50_ns(step.rate_rps)
+        # ... and this step's own earlier intervals: the same rate, before the run in question
+        before = [m for m in map(_p50_ns, step.intervals[self.cfg.settle_intervals:-3])
+                  if m == m]
+        if len(before) >= 3:
+            ref = min(ref, float(np.median(before)))
         p50 = snap.latency.values_at((50.0,))[0]
-        self._faster_run = self._faster_run + 1 if p50 < 0.6 * self._baseline_p50_ns else 0
+        self._faster_run = self._faster_run + 1 if p50 < 0.6 * ref < math.inf else 0
         if self._faster_run < 3:
             return False
         self._faster_run = 0
@@ -286,6 +303,7 @@ class SearchPolicy:
         self.warmup_note = (f"the server got faster after {self.warmup_s:.0f} s: steps before "
                             "that were discarded as warm-up")
         self._baseline_p50_ns = float(p50)
+        self._baseline_rps = self.steps[-1].rate_rps
         for s in self.steps:
             s.discarded = True
             for snap in s.intervals:
@@ -297,6 +315,19 @@ class SearchPolicy:
         self.saturation_rps = None
         self._moved = []
         return True
+
+    def _reference_p50_ns(self, rate_rps: float) -> float:
+        """The lowest median seen so far at rate_rps or below: the warm-up's, and each judged
+        step's (the median of its interval medians); inf when there is none."""
+        refs = [self._baseline_p50_ns] if self._baseline_rps <= rate_rps else []
+        for st in self.steps[:-1]:
+            if st.discarded or st.verdict is None or st.rate_rps > rate_rps:
+                continue
+            if st.p50_ns is None:
+                got = [m for m in map(_p50_ns, st.verdict.measured) if m == m]
+                st.p50_ns = float(np.median(got)) if got else math.inf
+            refs.append(st.p50_ns)
+        return min(refs, default=math.inf)
 
     # -- steps ----------------------------------------------------------------------------------
     def _begin(self, rate: float, phase: str):
@@ -567,6 +598,10 @@ class SearchPolicy:
 
 
 _BUDGET_REASONS = {"step budget spent (--max-steps)", "time budget spent (--max-time)"}
+
+
+def _p50_ns(snap: IntervalSnapshot) -> float:
+    return snap.latency.values_at((50.0,))[0] if snap.latency.total else np.nan
 
 
 def _tag(snap: IntervalSnapshot, step: int | None, rate_rps: float, warmup: bool = False):

@@ -3,7 +3,9 @@ lost to a missing folder or a read-only path."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable
 
 from crestline.errors import ConfigError
 
@@ -33,3 +35,24 @@ def check_outputs(**paths: str | os.PathLike | None) -> None:
     for name, path in paths.items():
         if path is not None:
             check_writable(path, "--" + name.replace("_", "-"))
+
+
+def write_json(path: str | os.PathLike, data: dict, streamed: dict[str, Iterable]) -> None:
+    """json.dump(data, indent=2) to path, byte for byte, with each top-level key named in
+    `streamed` written from its iterable one item at a time rather than from a list in
+    data (whose value there is ignored): an hour-long run's intervals never all exist as
+    dicts at once."""
+    with open(path, "w") as f:
+        f.write("{")
+        for n, (key, value) in enumerate(data.items()):
+            f.write(("," if n else "") + "\n  " + json.dumps(key) + ": ")
+            if key not in streamed:
+                f.write(json.dumps(value, indent=2).replace("\n", "\n  "))
+                continue
+            first = True
+            for item in streamed[key]:
+                f.write(("[" if first else ",") + "\n    "
+                        + json.dumps(item, indent=2).replace("\n", "\n    "))
+                first = False
+            f.write("[]" if first else "\n  ]")
+        f.write("\n}\n" if data else "}\n")

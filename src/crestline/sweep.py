@@ -23,7 +23,7 @@ from crestline.engine.pool import Stage
 from crestline.engine.spec import RunSpec
 from crestline.errors import ConfigError
 from crestline.measure.cpu import client_cpu_summary, cpu_warnings, host_cores
-from crestline.measure.result import IntervalSnapshot
+from crestline.measure.result import Intervals, IntervalSnapshot
 from crestline.search.sweep import (
     MAX_WARMUP_S,
     SweepConfig,
@@ -79,7 +79,8 @@ class _Sweep:
 
         self.session, self.config, self.log = session, config, log
         self.on_interval, self.on_row = on_interval, on_row
-        self.snaps: list[IntervalSnapshot] = []
+        # pooled into the rows and in the runlog: older intervals are held packed
+        self.snaps = Intervals()
         self.rows: list[dict] = []
         self.warmup_s: float | None = None
         self.warmup_note = ""
@@ -106,8 +107,6 @@ class _Sweep:
                 self.interrupted = True  # a step cut short has no row
                 return
             row = sweep_row(rate, step, spec.to_dict(), cfg.settle_intervals, cfg.slo)
-            for snap in step:  # pooled into the row and in the runlog: a long sweep stays flat
-                snap.release_histograms()
             self.rows.append(row)
             if self.log:
                 self.log.record("step", {"index": i, **row})

@@ -187,7 +187,7 @@ def test_demo_quick_search_and_report(tmp_path):
     elapsed_s = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
-    # --quick has a 50 s load budget: on a busy machine it may end there, with the best pass
+    # --quick has a 70 s load budget: on a busy machine it may end there, with the best pass
     assert r["converged"] or r["reason"] == "time budget spent (--max-time)", r["reason"]
     assert 300 <= r["capacity_rps"] <= 5000, r["capacity_rps"]
     assert r["warmup_s"] > 0  # the demo server is slow for its first seconds
@@ -204,7 +204,7 @@ def test_demo_quick_search_and_report(tmp_path):
     assert any(s["verdict"] == "fail" for s in r["steps"])
     assert "capacity" in p.stdout and "report:" in p.stderr
     assert html.stat().st_size > 20_000 and b"<svg" in html.read_bytes()
-    assert elapsed_s < 120, elapsed_s  # about 40 s on a quiet 2-core machine
+    assert elapsed_s < 150, elapsed_s  # about 80 s on a quiet 2-core machine
 
 
 def test_console_script_is_installed():

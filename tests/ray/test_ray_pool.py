@@ -22,6 +22,7 @@ from crestline.engine.ray.pool import RayPool
 from crestline.engine.spec import RunSpec
 from crestline.engine.workload import Workload
 from crestline.errors import CrestlineError
+from crestline.search.sim import SimServer, sim_capacity_rps
 from crestline.trace.format import TraceRecord, write_trace
 
 
@@ -128,25 +129,26 @@ def test_a_pool_that_lost_an_actor_refuses_the_next_stage(ray_local, target):
 
 
 @pytest.mark.slow
-def test_search_through_ray_converges_like_local_workers(ray_local, target):
-    # M/D/4 with 10 ms service: at most 400 rps. Below it the p90 stays under ~15 ms; past it
-    # the queue grows without bound, so a 50 ms bound turns a step's verdict sharply at the
-    # capacity and each search needs few, short steps on a machine the target, the client and
-    # Ray share.
+def test_search_through_ray_converges_near_the_truth(ray_local, target):
+    # M/D/4 with 10 ms service: at most 400 rps, and the p90 <= 50 ms boundary at ~372 rps
+    # (the simulator's long run, the truth beside the claim). Below it the p90 stays under
+    # ~15 ms; past 400 the queue grows without bound, so the verdicts turn sharply at the
+    # capacity and the search needs few, short steps on a machine the target, the client and
+    # Ray share. (Local workers merging the same way: tests/core/test_rate.py, and the md4
+    # search with --workers 2, `pytest -m long`.)
+    truth_rps = sim_capacity_rps(SimServer(servers=4, service_ms=10.0, service_dist="const"),
+                                 90.0, 0.050, requests=200_000)
     t = target("--servers", "4", "--service-ms", "10", "--service-dist", "const",
                max_seconds=600)
-    common = dict(slo="p90=50ms", arrival="poisson", seed=1, start_rate_rps=100,
-                  max_rate_rps=1000, step_s=2, interval_s=0.5, warmup="none",
-                  connections=32, max_time_s=60, tolerance=0.2, max_step_s=3)
-    local = search(t.url, workers=2, **common)
-    via_ray = search(t.url, cluster="ray", actors=2, **common)
+    via_ray = search(t.url, cluster="ray", actors=2, slo="p90=50ms", arrival="poisson", seed=1,
+                     start_rate_rps=100, max_rate_rps=1000, step_s=2, interval_s=0.5,
+                     warmup="none", connections=32, max_time_s=60, tolerance=0.2,
+                     max_step_s=3)
     assert via_ray["workers"] == 2 and via_ray["spec"]["cluster"] == "ray"
-    why = {name: [(round(s["rate_rps"]), s["verdict"], s["why"]) for s in r["steps"]]
-           for name, r in (("local", local), ("ray", via_ray))}
-    assert local["capacity_rps"] and via_ray["capacity_rps"], why
-    # both bracket the same knee: within the tolerance of each other, neither past 400 rps
-    assert 0.75 <= via_ray["capacity_rps"] / local["capacity_rps"] <= 1 / 0.75, why
-    assert 250 < local["capacity_rps"] <= 420 and 250 < via_ray["capacity_rps"] <= 420, why
+    why = [(round(s["rate_rps"]), s["verdict"], s["why"]) for s in via_ray["steps"]]
+    assert via_ray["capacity_rps"] is not None, why
+    # within the tolerance below the boundary, never past the server's 400 rps
+    assert 0.75 * truth_rps <= via_ray["capacity_rps"] <= 420, (truth_rps, why)
     members = [iv["members"] for iv in via_ray["intervals"] if iv.get("members")]
     assert len(members) > 10 and all(len(m) == 2 for m in members)
 

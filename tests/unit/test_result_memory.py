@@ -6,7 +6,13 @@ import tracemalloc
 import numpy as np
 
 from crestline.measure.hdr import Hist
-from crestline.measure.result import HIST_NAMES, KEEP_INTERVAL_HISTS, IntervalSnapshot, RunResult
+from crestline.measure.result import (
+    HIST_NAMES,
+    KEEP_INTERVAL_HISTS,
+    Intervals,
+    IntervalSnapshot,
+    RunResult,
+)
 
 
 def _interval(i: int, rng) -> IntervalSnapshot:
@@ -28,8 +34,13 @@ def test_old_intervals_release_their_histograms_and_keep_their_json():
     for s in snaps:
         r.add(s)
     released = [s for s in r.intervals if not s.hists]
-    assert len(released) == n - KEEP_INTERVAL_HISTS
+    assert len(released) == n - KEEP_INTERVAL_HISTS == len(r.intervals._packed)
     assert all(s.hists for s in r.intervals[-KEEP_INTERVAL_HISTS:])
+    # every field but the histograms comes back from the packed form
+    for old, back in zip(snaps, r.intervals, strict=True):
+        for name in ("index", "t_s", "dur_s", "scheduled", "completed", "by_error", "cpu_s"):
+            assert getattr(back, name) == getattr(old, name)
+    assert r.intervals[3].t_s == 4.0 and r.intervals[-1] is snaps[-1]
     # The JSON of every interval is what it was, and the totals are exact.
     assert r.to_dict()["intervals"] == before
     assert r.hists["latency"].total == every.total == 200 * n
@@ -37,24 +48,27 @@ def test_old_intervals_release_their_histograms_and_keep_their_json():
 
 
 def test_an_hour_of_released_intervals_stays_small():
-    # An hour at 1 s intervals keeps 3,600 released intervals. Each costs ~600 bytes here
-    # (slots, shared empty fields, its summary compressed against a preset dictionary); as a
-    # dict-backed snapshot with plain zlib it was ~1.4 KB: +10 % of a 50 MB client an hour.
+    # An hour at 1 s intervals keeps 3,600 released intervals. Each is one packed bytes
+    # object of ~300 bytes here. As a snapshot stripped of its histograms (slots, shared
+    # empty fields, its summary compressed) it was ~600 bytes in this test and ~1.5 KB of
+    # the heap in the hour's soak, where its ints and floats were objects of their own;
+    # as a dict-backed snapshot with plain zlib ~1.4 KB here: +10 % of a 50 MB client an hour.
     rng = np.random.default_rng(2)
-    kept = []
+    kept = Intervals(keep=0)
     tracemalloc.start()
     try:
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
         for i in range(1000):
             s = _interval(i, rng)
-            s.release_histograms()
+            s.cpu_s, s.mono_start_ns, s.mono_end_ns = 0.0123 * i, 10**12 + i, 10**12 + i + 1
             kept.append(s)
         del s
         gc.collect()
         per_interval = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
     finally:
         tracemalloc.stop()
-    assert per_interval < 900, per_interval
+    assert per_interval < 400, per_interval
     assert [s.to_dict()["completed"] for s in kept] == [200] * len(kept)
-    assert kept[7].to_dict()["t_s"] == 8.0 and kept[7].hists == {} and kept[7].faults == ()
+    assert kept[7].to_dict()["t_s"] == 8.0 and kept[7].hists == {} and kept[7].faults == []
+    assert kept[7].cpu_s == 0.0123 * 7 and kept[7].mono_end_ns == 10**12 + 8

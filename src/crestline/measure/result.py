@@ -9,7 +9,9 @@ import functools
 import math
 import pickle
 import zlib
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 from crestline.measure.cpu import client_cpu_summary
@@ -74,7 +76,7 @@ _COUNTED_ARRIVALS = ("constant", "poisson")
 MESSAGES_PER_KIND = 3
 # A run keeps the histograms of its newest intervals only: older ones are folded into the
 # totals and written to the runlog, and an hour at one interval a second would otherwise hold
-# ~14,000 histograms (RunResult.add, IntervalSnapshot.release_histograms).
+# ~14,000 histograms (Intervals, IntervalSnapshot.pack).
 KEEP_INTERVAL_HISTS = 60
 
 
@@ -154,9 +156,9 @@ class IntervalSnapshot:
     # Token-stream counters (crestline.measure.stream.STREAM_COUNTERS; empty: no stream ended);
     # the stream histograms are in `hists` under measure.stream.STREAM_HISTS names.
     stream: dict = field(default_factory=dict)
-    # The JSON form, pickled and compressed, kept once the histograms are released
-    # (release_histograms).
-    _summary: bytes | None = field(default=None, repr=False, compare=False)
+    # The JSON form of an interval rebuilt from its packed form (unpack), which has no
+    # histograms to compute it from.
+    _summary: dict | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_core(cls, index: int, t_s: float, dur_s: float, taken, drain: bool = False,
@@ -220,29 +222,33 @@ class IntervalSnapshot:
         self.faults += [f for f in other.faults if f not in self.faults]
         return self
 
-    def release_histograms(self) -> None:
-        """Keep this interval's JSON form and drop its histograms (hists, classes, setup): what
-        a long run does with intervals already folded into its totals and its runlog. Fields
-        set afterwards do not reach to_dict().
+    def pack(self) -> bytes:
+        """This interval as one compressed bytes object: every field but the histograms
+        (hists, classes, setup), and its JSON form, which needs them. What a long run keeps of
+        intervals already folded into its totals and its runlog (Intervals).
 
-        The form is kept pickled (exact types, unlike JSON) and compressed against a preset
-        dictionary, the pickle of an empty interval, since every interval repeats the same
-        keys: ~145 bytes where plain zlib made ~545 and the dict itself ~3.6 KB. A one-hour
-        run at 1 s intervals holds 3,600 of them."""
-        if self._summary is None:
-            z = zlib.compressobj(1, zdict=_summary_zdict())
-            self._summary = z.compress(pickle.dumps(self.to_dict(), protocol=5)) + z.flush()
-            self.hists = self.classes = self.setup = _RELEASED
-            self.by_error = {k: v for k, v in self.by_error.items() if v} or _RELEASED
-            if not self.stream:
-                self.stream = _RELEASED
-            self.messages = self.messages or ()
-            self.faults = self.faults or ()
+        Pickled (exact types, unlike JSON) and compressed against a preset dictionary, the
+        packing of an empty interval, since every interval repeats the same keys. One object,
+        not a snapshot's dozens (its ints and floats are objects too): a few hundred bytes
+        where a snapshot stripped of its histograms held ~1.5 KB of the heap."""
+        values = tuple(getattr(self, name) for name in _PACKED_FIELDS)
+        z = zlib.compressobj(1, zdict=_pack_zdict())
+        return z.compress(pickle.dumps((values, self.to_dict()), protocol=5)) + z.flush()
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> IntervalSnapshot:
+        """A snapshot from pack(): every field back, no histograms (read-only and empty),
+        to_dict() the JSON form it had."""
+        z = zlib.decompressobj(zdict=_pack_zdict())
+        values, summary = pickle.loads(z.decompress(packed) + z.flush())
+        snap = cls(**dict(zip(_PACKED_FIELDS, values, strict=True)), hists=_RELEASED,
+                   classes=_RELEASED, setup=_RELEASED)
+        snap._summary = summary
+        return snap
 
     def to_dict(self) -> dict:
         if self._summary is not None:
-            z = zlib.decompressobj(zdict=_summary_zdict())
-            return pickle.loads(z.decompress(self._summary) + z.flush())
+            return self._summary
         lat = self.latency.summary_ms()
         lag = self.hists["send_lag"].values_at((99.0,))
         dur = self.dur_s or float("nan")
@@ -283,11 +289,61 @@ class IntervalSnapshot:
         return d
 
 
+_PACKED_FIELDS = tuple(f.name for f in fields(IntervalSnapshot)
+                       if f.name not in ("hists", "classes", "setup", "_summary"))
+
+
 @functools.cache
-def _summary_zdict() -> bytes:
-    """The preset dictionary released intervals are compressed against (in memory only)."""
+def _pack_zdict() -> bytes:
+    """The preset dictionary packed intervals are compressed against (in memory only)."""
     empty = IntervalSnapshot(0, 0.0, 1.0, hists={name: Hist.empty() for name in HIST_NAMES})
-    return pickle.dumps(empty.to_dict(), protocol=5)
+    values = tuple(getattr(empty, name) for name in _PACKED_FIELDS)
+    return pickle.dumps((values, empty.to_dict()), protocol=5)
+
+
+class Intervals(Sequence):
+    """A run's intervals, oldest first. The newest `keep` are the snapshots themselves; each
+    older one, already folded into the totals and written to the runlog, is held packed
+    (IntervalSnapshot.pack) and rebuilt, without its histograms, whenever it is read."""
+
+    __slots__ = ("keep", "_packed", "_live")
+
+    def __init__(self, snaps=(), keep: int = KEEP_INTERVAL_HISTS):
+        self.keep = keep
+        self._packed: list[bytes] = []
+        self._live: deque = deque()
+        for snap in snaps:
+            self.append(snap)
+
+    def append(self, snap: IntervalSnapshot) -> None:
+        self._live.append(snap)
+        if len(self._live) > self.keep:
+            self._packed.append(self._live.popleft().pack())
+
+    def __len__(self) -> int:
+        return len(self._packed) + len(self._live)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n, packed = len(self), len(self._packed)
+        k = i + n if i < 0 else i
+        if not 0 <= k < n:
+            raise IndexError(f"interval {i} of {n}")
+        return IntervalSnapshot.unpack(self._packed[k]) if k < packed else self._live[k - packed]
+
+    def __iter__(self):
+        for packed in self._packed:
+            yield IntervalSnapshot.unpack(packed)
+        yield from self._live
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Intervals({len(self)}, {len(self._packed)} packed)"
 
 
 @dataclass
@@ -296,7 +352,7 @@ class RunResult:
 
     spec: dict
     started_unix_s: float
-    intervals: list = field(default_factory=list)
+    intervals: Intervals = field(default_factory=Intervals)
     hists: dict = field(default_factory=lambda: {n: Hist.empty() for n in HIST_NAMES})
     counters: dict = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
     by_error: dict = field(default_factory=_zero_errors)
@@ -332,8 +388,6 @@ class RunResult:
         add_counts(self.stream, snap.stream)
         if not snap.drain:
             self.load_s = snap.t_s
-        if len(self.intervals) > KEEP_INTERVAL_HISTS:
-            self.intervals[-KEEP_INTERVAL_HISTS - 1].release_histograms()
 
     # -- derived --------------------------------------------------------------------------------
     def _load_count(self, name: str) -> int:
@@ -400,7 +454,10 @@ class RunResult:
                     "offered; use --workers, --batch-window or a lower rate")
         return (not reasons, reasons)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, intervals: bool = True) -> dict:
+        """The `--out` JSON. intervals=False leaves `intervals` None, for a writer that
+        streams them (crestline.outputs.write_json with interval_dicts()): an hour's
+        3,600 interval dicts at once are ~15 MB."""
         ok, reasons = self.client_check()
         cpu = self.client_cpu()
         errors = sum(self.by_error.values())
@@ -448,8 +505,12 @@ class RunResult:
                                **class_stream_ms(self.classes, family, name)}
                         for name, h in sorted(hists.items(), key=lambda kv: -kv[1].total)}
                for family, hists in self.classes.items() if family in CLASS_FAMILIES},
-            "intervals": [s.to_dict() for s in self.intervals],
+            "intervals": list(self.interval_dicts()) if intervals else None,
         }
+
+    def interval_dicts(self):
+        """Each interval's JSON form, oldest first, one at a time."""
+        return (s.to_dict() for s in self.intervals)
 
 
 def tls_summary(spec: dict) -> dict | None:

@@ -308,12 +308,10 @@ class Intervals(Sequence):
 
     __slots__ = ("keep", "_packed", "_live")
 
-    def __init__(self, snaps=(), keep: int = KEEP_INTERVAL_HISTS):
+    def __init__(self, keep: int = KEEP_INTERVAL_HISTS):
         self.keep = keep
         self._packed: list[bytes] = []
         self._live: deque = deque()
-        for snap in snaps:
-            self.append(snap)
 
     def append(self, snap: IntervalSnapshot) -> None:
         self._live.append(snap)

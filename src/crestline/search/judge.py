@@ -252,6 +252,10 @@ class StepJudge:
                 v.why += f"; {len(hiccups)} interval(s) of client lag left out"
         return v
 
+    def p50_ns(self, snap: IntervalSnapshot) -> int:
+        """An interval's median latency (0 when empty), computed once per interval."""
+        return self._figs.p50_ns(snap)
+
     # -- 0. the GPU guard -------------------------------------------------------------------
     def _gpu_guard(self, intervals: list[IntervalSnapshot]) -> Verdict | None:
         """Thermal throttling or an XID error ends the step at once (clocks were cut, or the

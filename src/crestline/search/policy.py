@@ -290,11 +290,10 @@ class SearchPolicy:
         step = self.steps[-1]
         ref = self._reference_p50_ns(step.rate_rps)
         # ... and this step's own earlier intervals: the same rate, before the run in question
-        before = [m for m in map(_p50_ns, step.intervals[self.cfg.settle_intervals:-3])
-                  if m == m]
+        before = [m for m in map(self.judge.p50_ns, step.intervals[self.judge.settle:-3]) if m]
         if len(before) >= 3:
             ref = min(ref, float(np.median(before)))
-        p50 = snap.latency.values_at((50.0,))[0]
+        p50 = self.judge.p50_ns(snap)
         self._faster_run = self._faster_run + 1 if p50 < 0.6 * ref < math.inf else 0
         if self._faster_run < 3:
             return False
@@ -303,7 +302,7 @@ class SearchPolicy:
         self.warmup_note = (f"the server got faster after {self.warmup_s:.0f} s: steps before "
                             "that were discarded as warm-up")
         self._baseline_p50_ns = float(p50)
-        self._baseline_rps = self.steps[-1].rate_rps
+        self._baseline_rps = step.rate_rps
         for s in self.steps:
             s.discarded = True
             for snap in s.intervals:

@@ -708,7 +708,7 @@ def cmd_sweep(a) -> int:
 
 DEMO_EXAMPLES = """\
 examples:
-  crestline demo                       # about 90 s: a search, then crestline-demo.html
+  crestline demo                       # 2-5 min: a search, then crestline-demo.html
   crestline demo --quick               # about a minute and a half
   crestline demo --run --rate 300      # a plain run against the demo model
   crestline demo --llm --quick         # the demo LLM server: capacity on TTFT and ITL

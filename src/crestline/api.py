@@ -98,7 +98,9 @@ async def run_async(url: str | None = None, *, spec: RunSpec | None = None,
         result.gpu = session.gpu_record([s.gpu for s in result.intervals], result.warnings)
     if slo is not None:
         result.slo_check = check_slo(result, slo)
-    summary = result.to_dict()
+    # The runlog's summary leaves the intervals out: its interval records hold them already
+    # (the reader puts them back), and an hour's 3,600 interval dicts are an ~8 MiB line.
+    summary = result.to_dict(intervals=False) if sinks else None
     for sink in sinks:
         sink.close(summary)
     return result

@@ -14,6 +14,7 @@ from hdrh.log import HistogramLogReader
 
 from crestline.measure.hdr import HIGHEST_NS, LOWEST_NS, SIGNIFICANT_DIGITS
 from crestline.measure.runlog import read_runlog
+from crestline.report.reader import load
 
 
 def test_run_writes_json_contract_runlog_and_hdr_log(target, tmp_path):
@@ -51,6 +52,10 @@ def test_run_writes_json_contract_runlog_and_hdr_log(target, tmp_path):
     assert len(intervals) == len(d["intervals"])
     assert sum(s.latency.total for s in intervals) == d["requests"]["completed"]
     assert summary["requests"]["ok"] == d["requests"]["ok"]
+    # The summary record leaves the intervals to the interval records (one line an interval,
+    # not all of them again at the end); reading the runlog puts them back, as --out wrote them.
+    assert summary["intervals"] is None
+    assert load(str(runlog)) == d
     # exact extremes survive the runlog (the V2 encoding alone would round them to buckets)
     assert max(s.latency.max_ns for s in intervals) / 1e6 == d["latency_ms"]["max"]
     assert sum(s.hists["send_lag"].clamped for s in intervals) == d["clamped"]["send_lag"]

@@ -56,6 +56,9 @@ def load_with_runlog(path: str | os.PathLike) -> tuple[dict, RunlogContents | No
     if contents.summary is not None:
         result = dict(contents.summary)
         result.setdefault("kind", _runlog_kind(contents))
+        if "intervals" in result and result["intervals"] is None:
+            # A run's summary record leaves its intervals to the interval records.
+            result["intervals"] = [s.to_dict() for s in contents.intervals]
     elif _runlog_kind(contents) == "sweep":
         result = rebuild_sweep(contents)
     elif contents.kind == "search":

@@ -1,10 +1,12 @@
 """A loopback HTTPS (HTTP/1.1 keep-alive) server for the TLS tests, in its own process.
 
     python tests/tls_server.py --port 0 --cert C --key K [--client-ca CA] [--log FILE]
+        [--handshake-delay-ms MS]
 
 Prints "listening on HOST:PORT"; answers every request 200 with a small body. --client-ca
 requires a client certificate signed by that CA (mTLS). --log gets one line per handshake:
-the SNI name the client sent and the ALPN protocol chosen.
+the SNI name the client sent and the ALPN protocol chosen. --handshake-delay-ms holds each
+new connection that long before answering its ClientHello (a slow TLS terminator).
 
 Blocking sockets, a thread per connection: OpenSSL then writes its alerts (certificate
 required, ...) straight to the socket before closing, as OpenSSL-based servers such as nginx
@@ -38,7 +40,8 @@ def context(a) -> ssl.SSLContext:
     return ctx
 
 
-def serve_one(ctx, sock, log, lock) -> None:
+def serve_one(ctx, sock, log, lock, delay_s=0.0) -> None:
+    time.sleep(delay_s)
     try:
         with ctx.wrap_socket(sock, server_side=True) as tls:
             if log is not None:
@@ -79,6 +82,7 @@ def main() -> int:
     p.add_argument("--key", required=True)
     p.add_argument("--client-ca", default=None)
     p.add_argument("--log", default=None)
+    p.add_argument("--handshake-delay-ms", type=float, default=0.0)
     a = p.parse_args()
     ctx = context(a)
     log = open(a.log, "a") if a.log else None
@@ -97,7 +101,7 @@ def main() -> int:
             continue
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=serve_one, args=(ctx, sock, log, lock), daemon=True).start()
+        threading.Thread(target=serve_one, args=(ctx, sock, log, lock, a.handshake_delay_ms / 1e3), daemon=True).start()
     return 0
 
 

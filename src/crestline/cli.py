@@ -180,6 +180,10 @@ def _add_run_options(p: argparse.ArgumentParser, search: bool = False) -> None:
     g = p.add_argument_group("client")
     g.add_argument("--connections", type=int, default=64,
                    help="most keep-alive connections, opened on demand (default 64)")
+    g.add_argument("--preopen", type=int, default=None, metavar="N",
+                   help="connections to open (and TLS-handshake) before the first interval "
+                   "(default: all --connections for https:// and grpcs://, where handshakes "
+                   "would land in the schedule as client lag; 0 for plain ones)")
     g.add_argument("--max-inflight", type=int, default=10_000,
                    help="requests waiting or outstanding beyond this are shed (default 10000)")
     g.add_argument("--timeout", default="5s",
@@ -440,7 +444,7 @@ def _spec_from_args(a, rate_rps=None, duration_s=None):
         cluster=a.cluster, actors=a.actors,
         interval_s=parse_duration_s(a.interval, "--interval"), precise=a.precise,
         cacert=a.cacert, insecure=a.insecure, cert=a.cert, key=a.key,
-        http2=a.http2, streams=a.streams, model=a.model, proto=a.proto,
+        http2=a.http2, streams=a.streams, preopen=a.preopen, model=a.model, proto=a.proto,
         proto_path=a.proto_path, descriptor_set=a.descriptor_set,
         batch_window_s=_window_s(a.batch_window), redact=a.redact, show_secrets=a.show_secrets,
     ).validated()

@@ -161,7 +161,13 @@ async def open_pool(spec: RunSpec, workload: Workload, arrival: Arrival) -> Pool
         from crestline.engine.workers import WorkerPool
 
         return await WorkerPool.open(spec, arrival)
-    return LocalPool(spec, workload, arrival)
+    pool = LocalPool(spec, workload, arrival)
+    try:
+        await pool.engine.preopen()
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
 
 
 def _encode_records(spec: RunSpec, workload: Workload) -> None:

@@ -16,7 +16,7 @@ from crestline.errors import ConfigError
 from crestline.redact import Redaction
 from crestline.transport.grpc_body import GrpcTarget, check_grpc_path
 from crestline.transport.proto_json import ProtoSchema, check_schema_scheme, load_schema
-from crestline.transport.tls import TlsOptions, check_tls_options
+from crestline.transport.tls import TLS_SCHEMES, TlsOptions, check_tls_options
 from crestline.units import parse_duration_s, parse_rate_rps
 
 # HEAD is left out: its response carries a Content-Length but no body, which the response
@@ -101,6 +101,9 @@ class RunSpec:
     # concurrent streams per connection (at most what the server's SETTINGS allow).
     http2: bool = False
     streams: int = 1
+    # Connections opened (and TLS-handshaken) before the first interval; None: every one
+    # for a TLS target, none otherwise (plain connects are cheap, and open on demand).
+    preopen: int | None = None
     # grpc:// and grpcs:// (HTTP/2 implied): the ModelInfer model, when the body is the
     # KServe v2 JSON request (crestline.transport.grpc_body).
     model: str | None = None
@@ -168,6 +171,10 @@ class RunSpec:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 1, "
                                   f"got {value!r}")
+        if self.preopen is not None and not (isinstance(self.preopen, int)
+                                             and 0 <= self.preopen <= self.connections):
+            raise ConfigError(f"--preopen {self.preopen!r} is out of range (0 to --connections, "
+                              f"{self.connections}): e.g. --preopen {min(self.connections, 16)}")
         if self.max_inflight < self.connections:
             raise ConfigError(
                 f"--max-inflight ({self.max_inflight}) is below --connections "
@@ -302,6 +309,14 @@ class RunSpec:
         conns = self.connections // n + (1 if worker < self.connections % n else 0)
         inflight = self.max_inflight // n + (1 if worker < self.max_inflight % n else 0)
         return conns, max(inflight, conns)
+
+    def preopen_share(self, worker: int) -> int:
+        """Connections one worker opens before its first interval (see `preopen`)."""
+        conns, _ = self.share(worker)
+        if self.preopen is None:
+            return conns if self.target.scheme in TLS_SCHEMES else 0
+        n = self.workers
+        return min(conns, self.preopen // n + (1 if worker < self.preopen % n else 0))
 
     def to_dict(self) -> dict:
         d = asdict(self)

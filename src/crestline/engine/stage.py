@@ -72,6 +72,19 @@ class Engine:
             stream_slo=spec.good_stream_ns, turns=turns)
         self.class_names = class_names
         self._cpu_mark_s = time.process_time()
+        self._preopen = spec.preopen_share(worker) * plan.streams
+
+    async def preopen(self, max_s: float = 6.0) -> int:
+        """Open the spec's pre-opened connections (RunSpec.preopen) and wait until they are
+        up or have failed (at most max_s: a connect's own timeout is 5 s). Called before the
+        first stage's start time is chosen, so no handshake lands in its schedule; a failed
+        one is simply not there, and the requests that would have used it open their own
+        (and fail as they would have). Returns the connections open."""
+        if self._preopen and self.core.preopen(self._preopen):
+            deadline_ns = monotonic_ns() + int(max_s * 1e9)
+            while self.core.connecting and monotonic_ns() < deadline_ns:
+                await asyncio.sleep(0.002)
+        return self.core.open_connections
 
     async def run_stage(self, chunks: Iterator[np.ndarray], start_ns: int, duration_s: float,
                         on_snapshot: Callable[[IntervalSnapshot], bool | None],

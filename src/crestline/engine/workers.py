@@ -70,6 +70,7 @@ async def _worker_async(spec: RunSpec, arrival: Arrival, worker: int, conn) -> N
     engine = Engine(spec, worker, payloads=workload.payloads,
                     classes=workload.core_classes(), class_names=workload.class_names,
                     turns=workload.core_turns())
+    await engine.preopen()
     conn.send(("ready", None))
     try:
         while True:

@@ -54,8 +54,11 @@ class EngineActor:
 
         w = self.workload
         self._stop, self._end = asyncio.Event(), asyncio.Event()
-        return Engine(self.spec, self.member, payloads=w.payloads, classes=w.core_classes(),
-                      class_names=w.class_names, turns=w.core_turns())
+        engine = Engine(self.spec, self.member, payloads=w.payloads,
+                        classes=w.core_classes(), class_names=w.class_names,
+                        turns=w.core_turns())
+        await engine.preopen()
+        return engine
 
     # -- called by the driver ------------------------------------------------------------
     def info(self) -> dict:

@@ -305,9 +305,8 @@ class RunSpec:
 
     def share(self, worker: int) -> tuple[int, int]:
         """(connections, max_inflight) of one worker: the totals split as evenly as possible."""
-        n = self.workers
-        conns = self.connections // n + (1 if worker < self.connections % n else 0)
-        inflight = self.max_inflight // n + (1 if worker < self.max_inflight % n else 0)
+        conns = _split(self.connections, self.workers, worker)
+        inflight = _split(self.max_inflight, self.workers, worker)
         return conns, max(inflight, conns)
 
     def preopen_share(self, worker: int) -> int:
@@ -315,8 +314,7 @@ class RunSpec:
         conns, _ = self.share(worker)
         if self.preopen is None:
             return conns if self.target.scheme in TLS_SCHEMES else 0
-        n = self.workers
-        return min(conns, self.preopen // n + (1 if worker < self.preopen % n else 0))
+        return min(conns, _split(self.preopen, self.workers, worker))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -325,6 +323,11 @@ class RunSpec:
         d["headers"] = self.redaction.headers(self.headers)
         d["redact"] = list(self.redact)
         return d
+
+
+def _split(total: int, n: int, worker: int) -> int:
+    """One worker's share of total across n workers, as even as whole numbers allow."""
+    return total // n + (1 if worker < total % n else 0)
 
 
 def render_request(method: str, path: str, host_header: str, headers, body: bytes) -> bytes:

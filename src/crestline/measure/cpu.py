@@ -66,18 +66,16 @@ def client_cpu_summary(snaps, workers: int, cores: int) -> dict | None:
     # packed form as they are read (measure.result.Intervals), and a list of them all was
     # 6 KB an interval of peak memory at the run's end (+22 MB for an hour).
     wall_s = cpu_s = max_share = host_busy_s = host_wall_s = 0.0
-    n = 0
     for snap in snaps:
         if snap.drain or not snap.dur_s > 0:
             continue
-        n += 1
         wall_s += snap.dur_s
         cpu_s += snap.cpu_s
         max_share = max(max_share, snap.cpu_s / snap.dur_s)
         if snap.host_busy_s is not None:
             host_busy_s += snap.host_busy_s
             host_wall_s += snap.dur_s
-    if not n:
+    if not wall_s:  # no load interval (each counted one has dur_s > 0)
         return None
     mean = cpu_s / wall_s
     host_busy = host_busy_s / host_wall_s if host_wall_s else None

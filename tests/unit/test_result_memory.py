@@ -5,6 +5,8 @@ import tracemalloc
 
 import numpy as np
 
+from crestline.api import _add_warnings
+from crestline.engine.spec import RunSpec
 from crestline.measure.hdr import Hist
 from crestline.measure.result import (
     HIST_NAMES,
@@ -81,20 +83,25 @@ def test_the_end_of_a_long_run_does_not_rebuild_every_interval_at_once():
     rng = np.random.default_rng(3)
     r = RunResult(spec={"rate_rps": 200.0, "arrival": "constant"}, started_unix_s=0.0,
                   host_cores=2)
+    spec = RunSpec(url="http://127.0.0.1:9/", rate_rps=200.0, duration_s=1000.0,
+                   connections=4)
     for i in range(1000):
         s = _interval(i, rng)
         s.cpu_s, s.host_busy_s = 0.25 + (i == 500), 1.0
+        s.connections = 4  # all open: a list of those was every interval rebuilt at once
         r.add(s)
     del s
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
+        _add_warnings(r, spec)  # what run_async does at the end, before the summary
         d = r.to_dict(intervals=False)
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()
     assert peak < 1_500_000, peak
     assert d["intervals"] is None
+    assert any("waited for a free connection" in w for w in r.warnings), r.warnings
     assert d["client_cpu"]["max_cores"] == 1.25 and d["client_cpu"]["mean_cores"] == 0.251
     assert d["client_cpu"]["host_busy_cores"] == 1.0

@@ -101,7 +101,8 @@ def main() -> int:
             continue
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=serve_one, args=(ctx, sock, log, lock, a.handshake_delay_ms / 1e3), daemon=True).start()
+        threading.Thread(target=serve_one, daemon=True,
+                         args=(ctx, sock, log, lock, a.handshake_delay_ms / 1e3)).start()
     return 0
 
 

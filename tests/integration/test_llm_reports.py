@@ -40,7 +40,8 @@ def test_sweep_rows_carry_stream_figures_and_rebuild_from_the_runlog(llm, tmp_pa
                   "Content-Type: application/json", "--body", f"@{chat_body(tmp_path)}",
                   "--rates", f"20,{over:g}", "--step-duration", "2s", "--interval", "0.5s",
                   "--warmup", "none", "--slo", "ttft_p99=100ms", "--slo", "goodput=90%",
-                  "--seed", "1", "--timeout", "30s", "--out", out, "--runlog", runlog, "--html", tmp_path / "s.html",
+                  "--seed", "1", "--timeout", "30s", "--out", out, "--runlog", runlog,
+                  "--html", tmp_path / "s.html",
                   timeout=120)
     assert p.returncode in (0, 1), p.stderr[-3000:]
     r = json.loads(out.read_text())

@@ -94,7 +94,7 @@ def test_reports_read_bounds_back_with_the_same_parser():
 # -- a new kind: one class, registered in one place ---------------------------------------------
 @dataclass(frozen=True)
 class TtfbBound(TailBound):
-    """Time to first byte: a kind the tests register (the built-in stream kinds are in slo/stream.py)."""
+    """Time to first byte: a kind the tests register (the built-in stream kinds: slo/stream.py)."""
 
     percentile: float
     bound_ms: float

@@ -103,9 +103,10 @@ def summary_table(result: dict) -> str:
     req = result["requests"]
     spec = result.get("spec", {})
     rows = [
-        f"crestline run {result.get('url')}: {spec.get('arrival')} {result.get('target_rps'):g} rps "
-        f"for {result['duration_s']:.1f}s, {spec.get('connections')} connections, "
-        f"{spec.get('workers')} worker(s)" + ("  [interrupted]" if result.get("interrupted") else ""),
+        f"crestline run {result.get('url')}: {spec.get('arrival')} "
+        f"{result.get('target_rps'):g} rps for {result['duration_s']:.1f}s, "
+        f"{spec.get('connections')} connections, {spec.get('workers')} worker(s)"
+        + ("  [interrupted]" if result.get("interrupted") else ""),
         "",
         f"{'':<16}{'p50':>10}{'p90':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'mean':>10}",
     ]
@@ -121,7 +122,8 @@ def summary_table(result: dict) -> str:
     rows.append(
         f"requests  {req['scheduled']} scheduled, {req['sent']} sent, {req['ok']} ok, "
         f"{req['errors']} errors, {req['shed']} shed")
-    rows.append(f"rate      offered {result['offered_rps']:.1f}/s, achieved {result['achieved_rps']:.1f}/s")
+    rows.append(f"rate      offered {result['offered_rps']:.1f}/s, "
+                f"achieved {result['achieved_rps']:.1f}/s")
     rows += setup_lines(result) + stream_lines(result)
     if req["errors"]:
         kinds = ", ".join(f"{k} {v}" for k, v in req["by_error"].items() if v)

@@ -16,7 +16,8 @@ GIL), the forward pass runs on `--workers` threads behind one FIFO queue (numpy 
 GIL), optionally with dynamic batching (`--max-batch`, `--batch-timeout-ms`). For the first
 `--warmup-s` seconds after the first inference, every forward pass costs up to
 `--warmup-factor` times more, decaying linearly to 1, like JIT compilation and cold caches.
-The wire format (bodies, parsing, responses, payload-mix traces) is `crestline.servers.demo_requests`.
+The wire format (bodies, parsing, responses, payload-mix traces) is
+`crestline.servers.demo_requests`.
 
 Measured on the 2-vCPU development VM (Intel Xeon; OpenBLAS held to one thread per worker),
 idle otherwise. CPU ms per request: in-process (parse + forward + encode), and in the server

@@ -135,7 +135,8 @@ class TargetServer:
             head += "Connection: close\r\n"
         if self.a.chunked:
             half = len(body) // 2
-            chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:half], body[half:]) if c)
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c)
+                              for c in (body[:half], body[half:]) if c)
             return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks + b"0\r\n\r\n"
         return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 

@@ -2,8 +2,8 @@
 and what the figures add up to (per run, per search step, at capacity).
 
 The sampler (crestline.telemetry.sampler) polls on its own thread; this module only asks it,
-once per interval on the event loop, for the aggregate of the polls inside that interval. The summaries
-are pure functions of the per-interval windows, so reports can rebuild them from a result.
+once per interval on the event loop, for the aggregate of the polls inside that interval. The
+summaries are pure functions of the per-interval windows, so reports can rebuild them from a result.
 """
 
 from __future__ import annotations

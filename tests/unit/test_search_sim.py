@@ -282,3 +282,18 @@ def test_a_confirm_cut_short_by_the_time_budget_confirms_nothing():
             s["phase"] == "confirm" and s["verdict"] == "pass" and s is not last
             and s["rate_rps"] == last["rate_rps"] for s in cut["steps"])
     assert cut_short, "no budget ended inside a confirmation"
+
+
+def test_the_budgets_last_step_confirms_rather_than_retests():
+    # M/D/4 seed 4: the free search re-tests a marginal fail at its 12th step. With 12 steps
+    # of budget, a retest there could only raise lo to a rate never confirmed (no capacity);
+    # the last step confirms the highest pass instead, and that is the capacity.
+    server, slo, _, start = SCENARIOS["M/D/4 2ms p99<=10ms"]
+    free = search(server, slo, start, 4, warmup="none")
+    at = [s["phase"] for s in free["steps"]].index("retest")
+    cut = search(server, slo, start, 4, warmup="none", max_steps=at + 1)
+    last = cut["steps"][-1]
+    passed = max(s["rate_rps"] for s in cut["steps"][:-1] if s["verdict"] == "pass")
+    assert last["phase"] == "confirm" and last["rate_rps"] == passed, last
+    assert last["verdict"] == "pass", last["why"]
+    assert cut["capacity_rps"] == passed and not cut["converged"], cut["reason"]

@@ -410,7 +410,13 @@ class SearchPolicy:
             rate, self._retry = self._retry, None
             return self._begin(rate, self.steps[-1].phase)
         if boundary is not None:
-            return self._begin(*boundary[1])
+            rate, phase = boundary[1]
+            if (phase == "retest" and not self._confirmed(lo)
+                    and self._budget_nearly_spent()):
+                # A retest only moves lo up, to a rate that would need confirming in turn:
+                # with the budget's last step, confirm what passed instead.
+                return self._begin(lo, "confirm")
+            return self._begin(rate, phase)
         if lo is not None and not self._confirmed(lo) and self._budget_nearly_spent():
             # A capacity is reported only once confirmed: spend what is left on that.
             return self._begin(lo, "confirm")

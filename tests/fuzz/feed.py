@@ -1,10 +1,12 @@
-"""Feed byte streams to crestline's real HTTP/1.1 response path, split where the caller says.
+"""Feed byte streams to crestline's real response path, split where the caller says.
 
-A real Core (crestline._core) with the real transport (crestline._http1) sends one request to
-an asyncio server on 127.0.0.1:0 on the same uvloop loop; the server answers it with the given
-parts, a short pause between them so each tends to arrive in its own read, then closes. The
-request must then end as exactly one of OUTCOMES: a response (by its status) or a counted
-error. Shared by tests/fuzz (hypothesis) and bench/fuzz_bench.py (atheris).
+A real Core (crestline._core) with a real transport (crestline._http1, or with http2=True the
+HTTP/2 connector crestline._h2connector, prior knowledge) sends one request to an asyncio
+server on 127.0.0.1:0 on the same uvloop loop; once the request is in (HTTP/2: the client's
+preface and a HEADERS frame) the server answers it with the given parts, a short pause
+between them so each tends to arrive in its own read, then closes. The request must then end
+as exactly one of OUTCOMES: a response (by its status) or a counted error. Shared by
+tests/fuzz (hypothesis) and bench/fuzz_bench.py (atheris).
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import uvloop
 
 from crestline import _core
 from crestline.measure.hdr import LAYOUT
+from crestline.transport.connect import plan_for
+from crestline.transport.tls import TlsOptions
 
 REQUEST = b"GET /fuzz HTTP/1.1\r\nHost: fuzz\r\n\r\n"
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
 # What a request may end as: a response (ok, http_4xx, http_5xx) or a counted failure. Never
 # timeout: the server closes after the last part, and a close settles any request.
 OUTCOMES = ("ok", "http_4xx", "http_5xx", "protocol", "read")
@@ -27,6 +33,7 @@ _PAUSE_S = 0.0002
 class _Answer(asyncio.Protocol):
     def __init__(self, feeder: Feeder):
         self.feeder, self.buf, self.transport = feeder, b"", None
+        self.greeted = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -35,16 +42,20 @@ class _Answer(asyncio.Protocol):
         if self.buf is None:  # answered already: one request per connection
             return
         self.buf += data
-        if b"\r\n\r\n" in self.buf:
+        if self.feeder.http2 and not self.greeted and len(self.buf) >= len(H2_PREFACE):
+            # An HTTP/2 client sends its request only once the server's SETTINGS are in.
+            self.greeted = True
+            self.transport.write(self.feeder.greeting)
+        if self.feeder.request_in(self.buf):
             self.buf = None
             self.feeder.loop.create_task(self._answer(list(self.feeder.parts)))
 
     async def _answer(self, parts):
         for i, part in enumerate(parts):
-            if self.transport.is_closing():
-                return
             if i:
                 await asyncio.sleep(_PAUSE_S)
+            if self.transport.is_closing():  # the client gave up on the connection meanwhile
+                return
             self.transport.write(part)
         self.transport.close()
 
@@ -52,7 +63,11 @@ class _Answer(asyncio.Protocol):
 class Feeder:
     """One loop, one server, one Core; `outcome(parts)` per input. Always close()."""
 
-    def __init__(self, timeout_s: float = 5.0):
+    def __init__(self, timeout_s: float = 5.0, http2: bool = False):
+        self.http2 = http2
+        # HTTP/2: what the server writes on the client's preface, before the request; the
+        # fuzzed parts answer the request itself.
+        self.greeting = H2_SETTINGS
         self.loop = uvloop.new_event_loop()
         self.loop_errors: list[dict] = []  # anything that escaped a callback
         self.loop.set_exception_handler(lambda loop, ctx: self.loop_errors.append(ctx))
@@ -60,15 +75,30 @@ class Feeder:
         self.server = self.loop.run_until_complete(
             self.loop.create_server(lambda: _Answer(self), "127.0.0.1", 0))
         port = self.server.sockets[0].getsockname()[1]
-        self.core = _core.Core(self.loop, "127.0.0.1", port, [REQUEST], LAYOUT, connections=1,
-                               max_inflight=1, timeout_s=timeout_s)
+        plan = plan_for("http", "127.0.0.1", TlsOptions(), http2=http2, streams=1)
+        self.core = _core.Core(self.loop, "127.0.0.1", port, [plan.render(REQUEST)], LAYOUT,
+                               connections=plan.streams, max_inflight=1, timeout_s=timeout_s,
+                               transport=plan.factory)
         self.timeout_s = timeout_s
         self.messages: list[tuple[str, str]] = []
 
-    def outcome(self, parts: list[bytes]) -> str:
+    def request_in(self, buf: bytes) -> bool:
+        """Has the whole request arrived? HTTP/1.1: its head; HTTP/2: a HEADERS frame after
+        the preface."""
+        if not self.http2:
+            return b"\r\n\r\n" in buf
+        i = len(H2_PREFACE)
+        while i + 9 <= len(buf):
+            if buf[i + 3] == 0x1:  # HEADERS
+                return True
+            i += 9 + int.from_bytes(buf[i:i + 3], "big")
+        return False
+
+    def outcome(self, parts: list[bytes], greeting: bytes = H2_SETTINGS) -> str:
         """Send the request, answer it with parts, return what it ended as (one of OUTCOMES,
-        or 'timeout' / 'unsettled', which callers treat as failures)."""
-        self.parts = [p for p in parts if p]
+        or 'timeout' / 'unsettled', which callers treat as failures). greeting: with http2,
+        the server's side of the connection preface."""
+        self.parts, self.greeting = [p for p in parts if p], greeting
         return self.loop.run_until_complete(self._one())
 
     async def _one(self) -> str:
@@ -103,6 +133,15 @@ class Feeder:
         self.server.close()
         self.loop.run_until_complete(self.server.wait_closed())
         self.loop.close()
+
+
+def settled(feeder: Feeder, parts: list[bytes], greeting: bytes = H2_SETTINGS) -> str:
+    """feeder.outcome(parts, greeting), asserting that nothing escaped a callback and that the
+    request ended as one of OUTCOMES (the property every fuzz test starts from)."""
+    got = feeder.outcome(parts, greeting)
+    assert feeder.loop_errors == [], feeder.loop_errors
+    assert got in OUTCOMES, (got, parts, feeder.messages)
+    return got
 
 
 def split(data: bytes, cuts) -> list[bytes]:

@@ -58,24 +58,17 @@ def feeder():
     f.close()
 
 
-def _settled(feeder, parts) -> str:
-    got = feeder.outcome(parts)
-    assert feeder.loop_errors == [], feeder.loop_errors  # nothing escaped a callback
-    assert got in feed.OUTCOMES, (got, parts, feeder.messages)
-    return got
-
-
 @SETTINGS
 @given(data=st.binary(max_size=512), cuts=st.lists(st.integers(0, 512), max_size=8))
 def test_arbitrary_bytes_end_as_one_outcome(feeder, data, cuts):
-    _settled(feeder, feed.split(data, cuts))
+    feed.settled(feeder, feed.split(data, cuts))
 
 
 @SETTINGS
 @given(resp=responses(), data=st.data())
 def test_a_valid_response_is_read_the_same_however_it_is_split(feeder, resp, data):
     raw, expected = resp
-    assert _settled(feeder, feed.split(raw, data.draw(cut_points(len(raw))))) == expected
+    assert feed.settled(feeder, feed.split(raw, data.draw(cut_points(len(raw))))) == expected
 
 
 @SETTINGS
@@ -84,7 +77,7 @@ def test_a_cut_short_response_is_a_read_error(feeder, resp, data):
     raw, _ = resp
     end = data.draw(st.integers(1, len(raw) - 1))
     parts = feed.split(raw[:end], data.draw(cut_points(end)))
-    assert _settled(feeder, parts) == "read", feeder.messages
+    assert feed.settled(feeder, parts) == "read", feeder.messages
 
 
 @SETTINGS
@@ -94,4 +87,4 @@ def test_a_mutated_response_ends_as_one_outcome(feeder, resp, data):
     at = data.draw(st.integers(0, len(raw) - 1))
     junk = data.draw(st.binary(min_size=1, max_size=8))
     mutated = raw[:at] + junk + raw[at + data.draw(st.integers(0, 3)):]
-    _settled(feeder, feed.split(mutated, data.draw(cut_points(len(mutated)))))
+    feed.settled(feeder, feed.split(mutated, data.draw(cut_points(len(mutated)))))

@@ -18,15 +18,20 @@ import uvloop
 
 from crestline import _core
 from crestline.measure.hdr import LAYOUT
+from crestline.measure.result import GRPC_ERROR_KINDS
 from crestline.transport.connect import plan_for
+from crestline.transport.grpc_body import GrpcTarget
 from crestline.transport.tls import TlsOptions
 
 REQUEST = b"GET /fuzz HTTP/1.1\r\nHost: fuzz\r\n\r\n"
+# A gRPC unary call as crestline renders it from a run's request: path = method, body = message
+GRPC_REQUEST = b"POST /fuzz.Svc/Call HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 3\r\n\r\nabc"
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
 # What a request may end as: a response (ok, http_4xx, http_5xx) or a counted failure. Never
 # timeout: the server closes after the last part, and a close settles any request.
 OUTCOMES = ("ok", "http_4xx", "http_5xx", "protocol", "read")
+GRPC_OUTCOMES = OUTCOMES + GRPC_ERROR_KINDS  # a gRPC call also ends by its grpc-status
 _PAUSE_S = 0.0002
 
 
@@ -63,8 +68,11 @@ class _Answer(asyncio.Protocol):
 class Feeder:
     """One loop, one server, one Core; `outcome(parts)` per input. Always close()."""
 
-    def __init__(self, timeout_s: float = 5.0, http2: bool = False):
-        self.http2 = http2
+    def __init__(self, timeout_s: float = 5.0, http2: bool = False, grpc: bool = False):
+        """http2: over the HTTP/2 connector (prior knowledge); grpc: gRPC unary calls over
+        it."""
+        self.http2, self.grpc = http2 or grpc, grpc
+        self.outcomes = GRPC_OUTCOMES if grpc else OUTCOMES
         # HTTP/2: what the server writes on the client's preface, before the request; the
         # fuzzed parts answer the request itself.
         self.greeting = H2_SETTINGS
@@ -75,8 +83,10 @@ class Feeder:
         self.server = self.loop.run_until_complete(
             self.loop.create_server(lambda: _Answer(self), "127.0.0.1", 0))
         port = self.server.sockets[0].getsockname()[1]
-        plan = plan_for("http", "127.0.0.1", TlsOptions(), http2=http2, streams=1)
-        self.core = _core.Core(self.loop, "127.0.0.1", port, [plan.render(REQUEST)], LAYOUT,
+        plan = plan_for("grpc" if grpc else "http", "127.0.0.1", TlsOptions(), http2=http2,
+                        streams=1, grpc=GrpcTarget("fuzz") if grpc else None)
+        request = plan.render(GRPC_REQUEST if grpc else REQUEST)
+        self.core = _core.Core(self.loop, "127.0.0.1", port, [request], LAYOUT,
                                connections=plan.streams, max_inflight=1, timeout_s=timeout_s,
                                transport=plan.factory)
         self.timeout_s = timeout_s
@@ -137,10 +147,10 @@ class Feeder:
 
 def settled(feeder: Feeder, parts: list[bytes], greeting: bytes = H2_SETTINGS) -> str:
     """feeder.outcome(parts, greeting), asserting that nothing escaped a callback and that the
-    request ended as one of OUTCOMES (the property every fuzz test starts from)."""
+    request ended as one of its outcomes (the property every fuzz test starts from)."""
     got = feeder.outcome(parts, greeting)
     assert feeder.loop_errors == [], feeder.loop_errors
-    assert got in OUTCOMES, (got, parts, feeder.messages)
+    assert got in feeder.outcomes, (got, parts, feeder.messages)
     return got
 
 

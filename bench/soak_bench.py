@@ -8,8 +8,9 @@ as bench/engine_bench.py does) pinned to --server-cpu:
           over them): many stages, drains and rate changes on one session's connections, as a
           long search makes
 
-Every --sample-s (default 5 s) the script reads the crestline process's RSS (VmRSS) and open
-file descriptors (/proc/PID/fd). At the end it checks and prints:
+Every --sample-s (default 5 s) the script reads the crestline process's RSS (VmRSS; and from
+/proc/PID/smaps how much of it is the brk heap and anonymous mappings) and open file
+descriptors (/proc/PID/fd). At the end it checks and prints:
   - RSS growth after the first --warmup-s (default 60 s): max RSS after it / RSS at it - 1,
     under --max-rss-growth (default 10 %)
   - fd growth after the warm-up: none (at most --fd-slack, default 0; a ladder may open up to
@@ -47,15 +48,29 @@ from engine_bench import Nginx, log, parse_rate  # noqa: E402  (one way to start
 OUT = HERE / "out" / "soak"
 
 
-def sample(pid: int) -> tuple[float, int] | None:
-    """(RSS MiB, open fds) of pid, or None once it is gone."""
+def sample(pid: int) -> tuple[float, int, float, float] | None:
+    """(RSS MiB, open fds, RSS MiB of the brk heap, of anonymous mappings) of pid, or None
+    once it is gone. The split says where growth is: glibc's main heap ([heap]) or mmaps
+    (Python's 1 MiB obmalloc arenas, numpy's large buffers, other malloc arenas)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         fds = len(os.listdir(f"/proc/{pid}/fd"))
+        smaps = Path(f"/proc/{pid}/smaps").read_text()
     except OSError:
         return None
     kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    return kb / 1024, fds
+    heap_kb = anon_kb = 0
+    name = ""
+    for line in smaps.splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5:  # a mapping's first line: its name is the 6th
+            name = head[5] if len(head) > 5 else ""
+        elif head[0] == "Rss:":
+            if name == "[heap]":
+                heap_kb += int(head[1])
+            elif not name:
+                anon_kb += int(head[1])
+    return kb / 1024, fds, heap_kb / 1024, anon_kb / 1024
 
 
 class Watcher(threading.Thread):
@@ -69,7 +84,8 @@ class Watcher(threading.Thread):
             s = sample(self.pid)
             if s is None:
                 return
-            self.rows.append((round(time.monotonic() - self.t0, 1), round(s[0], 1), s[1]))
+            self.rows.append((round(time.monotonic() - self.t0, 1), round(s[0], 1), s[1],
+                              round(s[2], 1), round(s[3], 1)))
             time.sleep(self.every_s)
 
 
@@ -117,12 +133,14 @@ def curves(rows, warm_s: float, max_growth: float, fd_slack: int) -> dict:
 
 
 def table(rows, every_s: float) -> str:
-    """One row per every_s (and the last): elapsed, RSS, fds."""
-    lines = ["| elapsed | RSS MiB | open fds |", "|---:|---:|---:|"]
+    """One row per every_s (and the last): elapsed, RSS (and of it the heap and anonymous
+    mappings), fds."""
+    lines = ["| elapsed | RSS MiB | [heap] MiB | anon MiB | open fds |",
+             "|---:|---:|---:|---:|---:|"]
     next_t = 0.0
-    for i, (t, rss, fds) in enumerate(rows):
+    for i, (t, rss, fds, heap, anon) in enumerate(rows):
         if t >= next_t or i == len(rows) - 1:
-            lines.append(f"| {t / 60:.1f} min | {rss:.1f} | {fds} |")
+            lines.append(f"| {t / 60:.1f} min | {rss:.1f} | {heap:.1f} | {anon:.1f} | {fds} |")
             next_t = (int(t // every_s) + 1) * every_s
     return "\n".join(lines)
 

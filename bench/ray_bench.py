@@ -55,7 +55,8 @@ def _one(url: str, rate: float, duration_s: float, **pool) -> dict:
     return {"achieved_rps": r.achieved_rps, "cpu_us_per_req": 1e6 * cpu_s / done,
             "deliver_ms_median": statistics.median(lags_ms) if lags_ms else float("nan"),
             "deliver_ms_max": max(lags_ms, default=float("nan")),
-            "setup_s": wall_s - duration_s, "client_ok": r.client_check()[0]}
+            "setup_s": wall_s - duration_s, "client_ok": r.client_check()[0],
+            "client_problems": r.client_check()[1]}
 
 
 def main() -> int:
@@ -77,6 +78,7 @@ def main() -> int:
     print("| pool | n | achieved rps | CPU µs/req | interval delivery ms (median, max) "
           "| setup s | client_ok |")
     print("|---|---|---|---|---|---|---|")
+    problems = []
     try:
         for n in range(1, a.max_actors + 1):
             for label, pool in (("local --workers", {"workers": n}),
@@ -85,9 +87,12 @@ def main() -> int:
                 print(f"| {label} | {n} | {f['achieved_rps']:,.0f} | {f['cpu_us_per_req']:.1f} "
                       f"| {f['deliver_ms_median']:.2f}, {f['deliver_ms_max']:.2f} "
                       f"| {f['setup_s']:.1f} | {f['client_ok']} |", flush=True)
+                problems += [f"{label} {n}: {p}" for p in f["client_problems"]]
     finally:
         ray.shutdown()
         proc.kill()
+    if problems:  # why a client_ok is false
+        print("\n" + "\n".join(f"- {p}" for p in problems))
     return 0
 
 

@@ -49,14 +49,14 @@ def _one(url: str, rate: float, duration_s: float, **pool) -> dict:
     r = crestline.run(url, rate_rps=rate, duration_s=duration_s, connections=64,
                       interval_s=1.0, on_interval=on_interval, **pool)
     wall_s = time.monotonic() - t0
+    ok, problems = r.client_check()
     load = [s for s in r.intervals if not s.drain]
     cpu_s = sum(s.cpu_s for s in load)
     done = sum(s.completed for s in load) or 1
     return {"achieved_rps": r.achieved_rps, "cpu_us_per_req": 1e6 * cpu_s / done,
             "deliver_ms_median": statistics.median(lags_ms) if lags_ms else float("nan"),
             "deliver_ms_max": max(lags_ms, default=float("nan")),
-            "setup_s": wall_s - duration_s, "client_ok": r.client_check()[0],
-            "client_problems": r.client_check()[1]}
+            "setup_s": wall_s - duration_s, "client_ok": ok, "client_problems": problems}
 
 
 def main() -> int:

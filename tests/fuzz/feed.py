@@ -5,8 +5,9 @@ HTTP/2 connector crestline._h2connector, prior knowledge) sends one request to a
 server on 127.0.0.1:0 on the same uvloop loop; once the request is in (HTTP/2: the client's
 preface and a HEADERS frame) the server answers it with the given parts, a short pause
 between them so each tends to arrive in its own read, then closes. The request must then end
-as exactly one of OUTCOMES: a response (by its status) or a counted error. Shared by
-tests/fuzz (hypothesis) and bench/fuzz_bench.py (atheris).
+as exactly one of the feeder's outcomes (OUTCOMES; for gRPC also GRPC_ERROR_KINDS): a response
+(by its status) or a counted error. Shared by tests/fuzz (hypothesis) and bench/fuzz_bench.py
+(atheris).
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ class Feeder:
         it."""
         self.http2, self.grpc = http2 or grpc, grpc
         self.outcomes = GRPC_OUTCOMES if grpc else OUTCOMES
-        # HTTP/2: what the server writes on the client's preface, before the request; the
-        # fuzzed parts answer the request itself.
-        self.greeting = H2_SETTINGS
+        # HTTP/2: what the server writes on the client's preface, before the request (each
+        # outcome() sets it); the fuzzed parts answer the request itself.
+        self.greeting = b""
         self.loop = uvloop.new_event_loop()
         self.loop_errors: list[dict] = []  # anything that escaped a callback
         self.loop.set_exception_handler(lambda loop, ctx: self.loop_errors.append(ctx))

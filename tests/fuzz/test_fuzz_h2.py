@@ -81,11 +81,8 @@ def cut_points(data_len: int):
     return st.lists(st.integers(0, data_len), max_size=8)
 
 
-@pytest.fixture(scope="module", params=["http2", "grpc"])
-def feeder(request):
-    f = feed.Feeder(http2=True, grpc=request.param == "grpc")
-    yield f
-    f.close()
+pytestmark = pytest.mark.parametrize("feeder", [{"http2": True}, {"grpc": True}],
+                                     ids=["http2", "grpc"], indirect=True, scope="module")
 
 
 @SETTINGS

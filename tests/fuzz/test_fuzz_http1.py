@@ -51,11 +51,8 @@ def cut_points(data_len: int):
     return st.lists(st.integers(0, data_len), max_size=8)
 
 
-@pytest.fixture(scope="module")
-def feeder():
-    f = feed.Feeder()
-    yield f
-    f.close()
+pytestmark = pytest.mark.parametrize("feeder", [{}], ids=["http1"], indirect=True,
+                                     scope="module")
 
 
 @SETTINGS

@@ -192,9 +192,12 @@ def test_demo_quick_search_and_report(tmp_path):
     elapsed_s = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
-    # --quick has a 70 s load budget: on a busy machine it may end there, with the best pass
+    # --quick has a 70 s load budget: on a busy machine it may end there, and then the
+    # capacity is the highest confirmed rate, null when no confirmation ran yet (the highest
+    # pass is still the bracket's low end)
     assert r["converged"] or r["reason"] == "time budget spent (--max-time)", r["reason"]
-    assert 300 <= r["capacity_rps"] <= 5000, r["capacity_rps"]
+    best = r["capacity_rps"] if r["converged"] or r["capacity_rps"] else r["bracket"][0]
+    assert 300 <= best <= 5000, (r["capacity_rps"], r["bracket"])
     assert r["warmup_s"] > 0  # the demo server is slow for its first seconds
     # every interval is labelled: its step (or none, for a warm-up hold), and whether it was
     # warm-up. The warm-up comes first and its intervals cover warmup_s, whichever way the

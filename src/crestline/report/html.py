@@ -396,8 +396,7 @@ def _verdict(v) -> str:
 
 def _warnings(result: dict) -> str:
     items = list(result.get("client_problems") or []) + list(result.get("warnings") or [])
-    if result.get("warmup_note"):
-        items.append(result["warmup_note"])
+    items += [result[k] for k in ("warmup_note", "drift_note") if result.get(k)]
     gpu = result.get("gpu") if isinstance(result.get("gpu"), dict) else {}
     items += list(gpu.get("warnings") or [])
     if not items:

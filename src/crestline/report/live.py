@@ -281,8 +281,9 @@ def search_summary(result: dict) -> str:
                  f"{result['load_s']:.0f} s of load; " + (
                      "warm-up not finished" if result["warmup_s"] is None
                      else f"warm-up {result['warmup_s']:.0f} s"))
-    if result.get("warmup_note"):
-        lines.append(f"warning: {result['warmup_note']}")
+    for key in ("warmup_note", "drift_note"):
+        if result.get(key):
+            lines.append(f"warning: {result[key]}")
     for w in result.get("warnings", []):
         lines.append(f"warning: {w}")
     lines += _spec_tls_lines(result)

@@ -134,6 +134,9 @@ class SearchPolicy:
         self.warmup_series: list[IntervalSnapshot] = []
         self.warmup_s: float | None = None
         self.warmup_note = ""
+        # Set once two steps contradict a fixed server (a higher rate read clearly faster):
+        # from then on a failure stands and the capacity stays below the lowest one.
+        self.drift_note = ""
         self.lo: float | None = None
         self.hi: float | None = None
         self.m_lo: float | None = None
@@ -340,6 +343,13 @@ class SearchPolicy:
         if v.abort:
             return self._finish(f"stopped: {v.why}", converged=False)
         self._note_saturation(step)
+        if not self.drift_note:
+            self._check_drift(step)
+        if self.drift_note and (v.verdict in ("pass", "fail")
+                                or (v.verdict == "unsure" and not v.starved)):
+            self._pessimistic_bracket()
+            self._moved.append("lo" if v.verdict == "pass" else "hi")
+            return self._next_probe() if v.verdict == "pass" else Drain()
         if step.phase == "confirm" and v.verdict in ("fail", "unsure"):
             # The answer did not hold up at full length: failed, or still within the noise of
             # the bound after the longest look. A capacity one launches on must have passed,
@@ -390,6 +400,56 @@ class SearchPolicy:
         if v.verdict != "pass":
             return Drain()
         return self._next_probe()
+
+    def _check_drift(self, step: Step) -> None:
+        """A fixed server is never faster under more load. If this step and an earlier one,
+        at least three tolerances apart in rate, read so differently that the one at the
+        higher rate is clearly the faster, beyond both steps' errors (over intervals) and
+        by at least 1.25x in the bound's terms, the target changed speed between them
+        (drifting, load on its host, a warm-up the median did not show). A re-test then
+        measures a different server, and a capacity read in a fast spell does not hold in a
+        slow one (docs/search.md)."""
+        if not self._comparable(step):
+            return
+        for other in self.steps[:-1]:
+            if other is step or not self._comparable(other):
+                continue
+            low, high = sorted((other, step), key=lambda s: s.rate_rps)
+            if high.rate_rps < low.rate_rps * (1 + _DRIFT_APART * self.cfg.tolerance):
+                continue  # near the knee, neighbouring steps differ by luck (slow queues)
+            gap = low.verdict.margin - high.verdict.margin
+            se = math.hypot(low.verdict.margin_se, high.verdict.margin_se)
+            if gap >= max(_DRIFT_Z * se, _DRIFT_MIN):
+                self.drift_note = (
+                    f"the target changed speed during the search: {high.rate_rps:.4g} rps "
+                    f"read {_head(high.verdict.why)}, {low.rate_rps:.4g} rps "
+                    f"{_head(low.verdict.why)}; a failure stands (no re-test) and the "
+                    "capacity stays below the lowest rate that failed")
+                return
+
+    def _comparable(self, step: Step) -> bool:
+        """A step whose margin is known with an error, over at least the minimum step."""
+        v = step.verdict
+        if step.discarded or v is None or v.verdict not in ("pass", "fail", "unsure"):
+            return False
+        if v.starved or v.margin_se is None or not math.isfinite(v.margin_se):
+            return False
+        return sum(s.dur_s for s in v.measured) + 1e-9 >= self.judge.step_s
+
+    def _pessimistic_bracket(self) -> None:
+        """Once the target drifts: hi is the lowest rate that ever failed (or stayed unsure),
+        lo the best pass below it. A later pass never outweighs an earlier failure."""
+        judged = [s for s in self.steps if not s.discarded and s.verdict]
+        bad = [s for s in judged if s.verdict.verdict == "fail"
+               or (s.verdict.verdict == "unsure" and not s.verdict.starved)]
+        if bad:
+            worst = min(bad, key=lambda s: s.rate_rps)
+            self.hi, self.m_hi = worst.rate_rps, max(worst.verdict.margin, 0.02)
+        good = [s for s in judged if s.verdict.verdict == "pass"
+                and (self.hi is None or s.rate_rps < self.hi)]
+        best = max(good, key=lambda s: s.rate_rps) if good else None
+        self.lo = best.rate_rps if best else None
+        self.m_lo = best.verdict.margin if best else None
 
     def _next_probe(self):
         cfg = self.cfg
@@ -502,6 +562,8 @@ class SearchPolicy:
 
     def _marginal_fail(self, rate: float) -> bool:
         """hi failed only just (observed under 1.2x the bound) and was not re-tested yet."""
+        if self.drift_note:
+            return False  # a drifting target: a re-test would measure a different server
         at = [s for s in self.steps if s.rate_rps == rate and not s.discarded and s.verdict]
         if len(at) != 1 or at[0].phase == "retest":
             return False
@@ -565,7 +627,8 @@ class SearchPolicy:
         out first, the highest rate a full-length step confirmed, or None."""
         if self.converged or not _BUDGET_REASONS.intersection([self.done_reason]):
             return self.lo
-        confirmed = self.confirmed_rates()
+        confirmed = [r for r in self.confirmed_rates()
+                     if not self.drift_note or self.hi is None or r < self.hi]
         return max(confirmed) if confirmed else None
 
     def capacity_ci(self, cap: float | None) -> list | None:
@@ -594,7 +657,7 @@ class SearchPolicy:
         cap = self.capacity()
         return search_result(
             capacity_rps=cap, capacity_ci_rps=self.capacity_ci(cap),
-            arrival=self.cfg.arrival, converged=self.converged,
+            arrival=self.cfg.arrival, converged=self.converged, drift_note=self.drift_note,
             reason=self.done_reason or "not finished", slo=self.cfg.slo.to_dict(),
             bracket=[self.lo, self.hi], warmup_s=self.warmup_s, warmup_note=self.warmup_note,
             load_s=self.elapsed_s, drain_s=self.drain_s,
@@ -602,7 +665,20 @@ class SearchPolicy:
             steps=[s.to_dict() for s in self.steps if s.verdict is not None])
 
 
+# Two steps contradict a fixed server when the higher rate's margin is lower by this many
+# standard errors of the difference, and by at least this much (log 1.25: 1.25x the bound).
+_DRIFT_Z = 3.0
+_DRIFT_MIN = math.log(1.25)
+# ... and only when their rates are this many tolerances apart: steps close together near the
+# knee read a slow queue's luck (1.3x apart at the same rate on a fixed M/D/4; 2x heavy-tailed).
+_DRIFT_APART = 3
+
 _BUDGET_REASONS = {"step budget spent (--max-steps)", "time budget spent (--max-time)"}
+
+
+def _head(why: str) -> str:
+    """A verdict's figures without its notes: 'p99 29.2 ms vs 50 ms'."""
+    return why.split(";")[0].split(" (")[0]
 
 
 def _p50_ns(snap: IntervalSnapshot) -> float:

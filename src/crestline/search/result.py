@@ -31,12 +31,12 @@ def search_result(*, capacity_rps: float | None, converged: bool, reason: str, s
                   bracket: list, warmup_s: float | None, warmup_note: str, load_s: float,
                   drain_s: float | None, client_ceiling_rps: float | None, config: dict,
                   steps: list[dict], capacity_ci_rps: list | None = None,
-                  arrival: str | None = None) -> dict:
+                  arrival: str | None = None, drift_note: str = "") -> dict:
     """A search's outcome: the `--out` JSON contract's search keys (docs/search.md), before
     the driver adds where and when it ran (url, spec, intervals, ...). Rates in rps, times in
     load-seconds. capacity_gpu is the capacity step's GPU picture; capacity_ci_rps the
     interval [low, high] around it (None when unknown); arrival the arrival process the
-    capacity holds for."""
+    capacity holds for; drift_note, when set, why the target was found changing speed."""
     cap_i = capacity_step(steps, capacity_rps)
     return {
         "kind": "search",
@@ -49,6 +49,7 @@ def search_result(*, capacity_rps: float | None, converged: bool, reason: str, s
         "bracket": bracket,
         "warmup_s": warmup_s,
         "warmup_note": warmup_note,
+        "drift_note": drift_note,
         "load_s": load_s,
         "drain_s": drain_s,
         "client_ceiling_rps": client_ceiling_rps,

@@ -37,6 +37,10 @@ class SimServer:
     Stall windows are [k·stall_every_s, k·stall_every_s + stall_ms) for k = 1, 2, ...: no work
     starts inside one, and work in progress is suspended through it (its service is extended by
     the overlap). Warmup multiplies the service time of requests that *start* before warmup_s.
+    Drift multiplies every service time by 1 + drift_amp * sin(2 pi t / drift_period_s), t the
+    arrival time: a server whose speed wanders (a noisy neighbour, a GC cycle, a shared host);
+    with drift_shape "square", by 1 + drift_amp in the first half of each period (slow
+    spells) and 1 in the second.
     Raises ConfigError on an impossible setting.
     """
 
@@ -50,6 +54,9 @@ class SimServer:
     stall_ms: float = 0.0
     max_queue: int = 0
     per_item_ms: float = 0.0
+    drift_amp: float = 0.0
+    drift_period_s: float = 0.0
+    drift_shape: str = "sine"
 
     def __post_init__(self):
         if self.servers < 1:
@@ -68,6 +75,11 @@ class SimServer:
         if self.stall_every_s > 0 and self.stall_ms / 1e3 >= self.stall_every_s:
             raise ConfigError("stall_ms must be shorter than stall_every_s (the server would "
                               "never work)")
+        if not 0 <= self.drift_amp < 1 or self.drift_period_s < 0 or (
+                self.drift_amp and not self.drift_period_s):
+            raise ConfigError("drift_amp must be in [0, 1) and drift_period_s > 0 with it")
+        if self.drift_shape not in ("sine", "square"):
+            raise ConfigError(f"drift_shape must be sine or square, got {self.drift_shape!r}")
         if self.max_queue < 0 or self.per_item_ms < 0:
             raise ConfigError("max_queue and per_item_ms must be >= 0")
 
@@ -84,6 +96,15 @@ class SimServer:
         if self.per_item_ms and items is not None:
             s += (self.per_item_ms / 1e3) * items
         return s
+
+    def speed_factor(self, arrivals_s: np.ndarray) -> np.ndarray | float:
+        """The service-time multiplier of requests arriving at arrivals_s (drift)."""
+        if not self.drift_amp:
+            return 1.0
+        phase = np.asarray(arrivals_s) / self.drift_period_s
+        if self.drift_shape == "square":
+            return 1.0 + self.drift_amp * (phase % 1.0 < 0.5)
+        return 1.0 + self.drift_amp * np.sin(2 * math.pi * phase)
 
     def ceiling_rps(self, mean_items: float = 0.0) -> float:
         """Throughput bound (req/s): c / E[service], less the time lost to stalls."""
@@ -228,7 +249,7 @@ class SimEngine:
         items = None
         if self.items is not None and n:
             items = self._rng_item.choice(self.items, size=n, p=self.item_p)
-        svc = self.server.service_s(self._rng_svc, items, n)
+        svc = self.server.service_s(self._rng_svc, items, n) * self.server.speed_factor(arr)
         fin, rej = self._queue.serve(arr, svc)
         snap = self._cut(arr, fin, rej, t1, self.interval_s, drain=False)
         self.now_s = t1
@@ -391,6 +412,7 @@ def steady_state(server: SimServer, rate_rps: float, arrival: str = "poisson",
     if items_mix is not None:
         drawn = np.random.default_rng(item_seq).choice(items_mix, size=requests, p=p)
     svc = server.service_s(np.random.default_rng(svc_seq), drawn, requests)
+    svc *= server.speed_factor(arr)
     fin, rej = _Queue(server).serve(arr, svc)
     k = int(requests * discard)
     return (fin - arr)[k:], rej[k:]

@@ -224,9 +224,11 @@ def sweep_row(rate_rps: float, snaps: list, spec: dict, settle_intervals: int,
 def crossing(rows: list[dict], slo_given: bool) -> tuple[dict | None, str]:
     """(crossing, note): where the curve leaves the SLO.
 
-    Below the first row that misses the SLO, every row must meet it: the crossing lies between
-    the highest such row and the next one (a curve that dips back under the bound higher up
-    does not move it up). It is linearly interpolated on the first term that row misses
+    Rows on which the client fell behind its schedule (`client_ok` false) measured the
+    client, not the server: they are left out, and the note names them. Below the first row
+    that misses the SLO, every row must meet it: the crossing lies between the highest such
+    row and the next one (a curve that dips back under the bound higher up does not move it
+    up). It is linearly interpolated on the first term that row misses
     (latency in ms, errors in %, a GPU figure in its unit): `interpolated: true`. Every row
     meets the SLO: the top rate, `interpolated: false`. The first row misses it, or no SLO:
     None, and the note says why."""
@@ -234,6 +236,20 @@ def crossing(rows: list[dict], slo_given: bool) -> tuple[dict | None, str]:
         return None, "no --slo: no crossing"
     if not rows:
         return None, "no finished rows: no crossing"
+    late = [r["rate_rps"] for r in rows if r.get("client_ok") is False]
+    rows = [r for r in rows if r.get("client_ok") is not False]
+    cross, note = _crossing(rows)
+    if late:
+        note += ("; left out (the client fell behind its schedule there): "
+                 + ", ".join(f"{_g(r)} rps" for r in late))
+        if cross is not None:
+            cross["note"] = note
+    return cross, note
+
+
+def _crossing(rows: list[dict]) -> tuple[dict | None, str]:
+    if not rows:
+        return None, "no row the client kept on schedule: no crossing"
     k = 0
     while k < len(rows) and rows[k]["slo_met"] is True:
         k += 1
@@ -264,10 +280,6 @@ def crossing(rows: list[dict], slo_given: bool) -> tuple[dict | None, str]:
     rate = r_lo + frac * (r_hi - r_lo)
     note = (f"{missed['name']} crosses {_bound_text(missed)} at ~{rate:,.0f} rps "
             f"(interpolated {where})")
-    problems = [r["rate_rps"] for r in (lo, hi) if r.get("client_ok") is False]
-    if problems:
-        note += ("; the client fell behind its schedule at "
-                 + " and ".join(f"{_g(r)} rps" for r in problems))
     return {"rate_rps": rate, "interpolated": True, "between": [r_lo, r_hi],
             "term": missed["name"], "note": note}, note
 

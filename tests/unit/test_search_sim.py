@@ -314,7 +314,25 @@ def test_a_confirm_cut_short_by_the_time_budget_confirms_nothing():
         assert cut["capacity_rps"] != last["rate_rps"] or any(
             s["phase"] == "confirm" and s["verdict"] == "pass" and s is not last
             and s["rate_rps"] == last["rate_rps"] for s in cut["steps"])
+        # ... nor does it move the bracket: lo is still the rate it was confirming (a demo
+        # cut short there reported the bracket [None, 300] after 300 had passed)
+        assert cut["bracket"][0] == last["rate_rps"], (cut["bracket"], last)
     assert cut_short, "no budget ended inside a confirmation"
+
+
+@pytest.mark.parametrize("seed, max_time_s", [(0, 67), (2, 112)])
+def test_a_confirm_the_budget_cuts_before_it_can_judge_leaves_the_bracket(seed, max_time_s):
+    # The budget ends a confirmation 1-3 s in: "undecided, shorter than a pass needs". That is
+    # no evidence against the rate (it passed before): lo stays, hi is not moved onto it. A
+    # demo cut short this way reported the bracket [None, 300] after 300 rps had passed.
+    server, slo, _, start = SCENARIOS["M/D/4 2ms p99<=10ms"]
+    r = search(server, slo, start, seed, warmup="none", max_time_s=max_time_s)
+    last = r["steps"][-1]
+    assert last["phase"] == "confirm" and last["verdict"] == "unsure", last
+    assert "shorter than" in last["why"] and not r["converged"]
+    lo, hi = r["bracket"]
+    assert lo == last["rate_rps"] and hi != last["rate_rps"], (r["bracket"], last["rate_rps"])
+    assert r["capacity_rps"] is None or r["capacity_rps"] < last["rate_rps"]
 
 
 def test_the_budgets_last_step_confirms_rather_than_retests():

@@ -343,6 +343,10 @@ class SearchPolicy:
         if v.abort:
             return self._finish(f"stopped: {v.why}", converged=False)
         self._note_saturation(step)
+        if step.cut_short and v.verdict == "unsure":
+            # The budget ended the step before it could say anything: it is no evidence
+            # either way, so the bracket stays as it was (a rate that passed stays lo).
+            return self._next_probe()
         if not self.drift_note:
             self._check_drift(step)
         if self.drift_note and (v.verdict in ("pass", "fail")
@@ -440,8 +444,8 @@ class SearchPolicy:
         """Once the target drifts: hi is the lowest rate that ever failed (or stayed unsure),
         lo the best pass below it. A later pass never outweighs an earlier failure."""
         judged = [s for s in self.steps if not s.discarded and s.verdict]
-        bad = [s for s in judged if s.verdict.verdict == "fail"
-               or (s.verdict.verdict == "unsure" and not s.verdict.starved)]
+        bad = [s for s in judged if s.verdict.verdict == "fail" or (
+            s.verdict.verdict == "unsure" and not s.verdict.starved and not s.cut_short)]
         if bad:
             worst = min(bad, key=lambda s: s.rate_rps)
             self.hi, self.m_hi = worst.rate_rps, max(worst.verdict.margin, 0.02)

@@ -349,8 +349,7 @@ class SearchPolicy:
             return self._next_probe()
         if not self.drift_note:
             self._check_drift(step)
-        if self.drift_note and (v.verdict in ("pass", "fail")
-                                or (v.verdict == "unsure" and not v.starved)):
+        if self.drift_note and (v.verdict == "pass" or _against(step)):
             self._pessimistic_bracket()
             self._moved.append("lo" if v.verdict == "pass" else "hi")
             return self._next_probe() if v.verdict == "pass" else Drain()
@@ -416,7 +415,7 @@ class SearchPolicy:
         if not self._comparable(step):
             return
         for other in self.steps[:-1]:
-            if other is step or not self._comparable(other):
+            if not self._comparable(other):
                 continue
             low, high = sorted((other, step), key=lambda s: s.rate_rps)
             if high.rate_rps < low.rate_rps * (1 + _DRIFT_APART * self.cfg.tolerance):
@@ -444,8 +443,7 @@ class SearchPolicy:
         """Once the target drifts: hi is the lowest rate that ever failed (or stayed unsure),
         lo the best pass below it. A later pass never outweighs an earlier failure."""
         judged = [s for s in self.steps if not s.discarded and s.verdict]
-        bad = [s for s in judged if s.verdict.verdict == "fail" or (
-            s.verdict.verdict == "unsure" and not s.verdict.starved and not s.cut_short)]
+        bad = [s for s in judged if _against(s)]
         if bad:
             worst = min(bad, key=lambda s: s.rate_rps)
             self.hi, self.m_hi = worst.rate_rps, max(worst.verdict.margin, 0.02)
@@ -678,6 +676,14 @@ _DRIFT_MIN = math.log(1.25)
 _DRIFT_APART = 3
 
 _BUDGET_REASONS = {"step budget spent (--max-steps)", "time budget spent (--max-time)"}
+
+
+def _against(step: Step) -> bool:
+    """A judged step that is evidence against its rate: a fail, or unsure for a reason other
+    than too few samples or a budget that cut it short."""
+    v = step.verdict
+    return v.verdict == "fail" or (v.verdict == "unsure" and not v.starved
+                                   and not step.cut_short)
 
 
 def _head(why: str) -> str:

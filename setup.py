@@ -38,7 +38,7 @@ setup(
     ext_modules=cythonize(
         [ext("_hdr"), ext("_sse"), ext("_seam"), ext("_http1"), ext("_hpack"), ext("_h2"),
          ext("_h2connector"),
-         ext("_callable"), ext("_core")],
+         ext("_callable"), ext("_core"), ext("_simq")],
         include_path=["ext"],
         compiler_directives=directives,
         annotate=os.environ.get("CRESTLINE_ANNOTATE") == "1",

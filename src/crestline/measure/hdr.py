@@ -119,12 +119,12 @@ class Hist:
         v = np.asarray(values_ns, dtype=np.int64)
         clamped = int(np.count_nonzero((v < 0) | (v > HIGHEST_NS)))
         v = np.clip(v, 0, HIGHEST_NS)
-        h = cls.empty()
-        if v.size:
-            np.add.at(h.counts, index_of(v), 1)
-            h.total, h.min_ns, h.max_ns = int(v.size), int(v.min()), int(v.max())
-        h.clamped = clamped
-        return h
+        if not v.size:
+            return cls.sparse(np.empty(0, np.uint16), np.empty(0, np.uint32), clamped=clamped)
+        # Sparse: the simulator cuts one per interval, and adding a sparse one into a pool
+        # touches only its buckets, where a dense one is scanned end to end.
+        idx, vals = np.unique(index_of(v), return_counts=True)
+        return cls.sparse(idx, vals, int(v.size), int(v.min()), int(v.max()), clamped)
 
     def add(self, other: Hist) -> Hist:
         """Add other's counts into this one (exact), returning self (dense from now on)."""

@@ -78,7 +78,8 @@ def _exceed(h: Hist | None, bound_ns: int) -> int:
     if h is None or h.total == 0:
         return 0
     i = int(index_of(np.array([bound_ns]))[0])
-    return int(h.counts[i + 1:].sum())
+    idx, vals = h.nonzero()
+    return int(vals[idx > i].sum())
 
 
 class _IntervalFigures:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from crestline._simq import serve_fifo
 from crestline.errors import ConfigError
 from crestline.measure.hdr import Hist
 from crestline.measure.result import ERROR_KINDS, IntervalSnapshot
@@ -130,23 +131,16 @@ class _Queue:
         plain = (not s.max_queue and not s.stall_every_s
                  and (s.warmup_factor == 1.0 or arr[0] >= s.warmup_s))
         if plain:
-            return self._serve_plain(arr.tolist(), svc.tolist()), np.zeros(n, dtype=bool)
+            return self._serve_plain(arr, svc), np.zeros(n, dtype=bool)
         return self._serve_general(arr.tolist(), svc.tolist())
 
-    def _serve_plain(self, arr: list, svc: list) -> np.ndarray:
-        # The hot loop: start = max(arrival, earliest free worker); that worker is then free at
-        # start + service. heapreplace keeps the heap of c free times.
-        free = self.free
-        fin = [0.0] * len(arr)
-        replace_min = heapq.heapreplace
-        i = 0
-        for a, x in zip(arr, svc, strict=True):
-            f0 = free[0]
-            f = (a if a > f0 else f0) + x
-            replace_min(free, f)
-            fin[i] = f
-            i += 1
-        return np.array(fin)
+    def _serve_plain(self, arr: np.ndarray, svc: np.ndarray) -> np.ndarray:
+        free = np.array(self.free, dtype=np.float64)
+        fin = np.empty(arr.size)
+        serve_fifo(free, np.ascontiguousarray(arr, dtype=np.float64),
+                   np.ascontiguousarray(svc, dtype=np.float64), fin)
+        self.free = free.tolist()  # still a heap, for _serve_general's heapq
+        return fin
 
     def _serve_general(self, arr: list, svc: list) -> tuple[np.ndarray, np.ndarray]:
         s = self.s
@@ -309,10 +303,7 @@ class SimEngine:
         by_error = dict.fromkeys(ERROR_KINDS, 0)
         by_error["http_5xx"] = n_rej
         latency = Hist.from_values(lat_ns)
-        zeros = Hist.empty()  # the ideal client: no send lag, no schedule lag
-        if lat_ns.size:
-            zeros.counts[0], zeros.total = lat_ns.size, lat_ns.size
-            zeros.min_ns, zeros.max_ns = 0, 0
+        zeros = Hist.from_values(np.zeros(lat_ns.size, dtype=np.int64))  # the ideal client
         snap = IntervalSnapshot(
             index=self._index, t_s=t1, dur_s=dur_s, scheduled=int(arr.size), sent=int(arr.size),
             completed=int(lat_ns.size), ok=int(lat_ns.size) - n_rej, shed=0, by_error=by_error,

@@ -98,8 +98,9 @@ SEARCH = ["--slo", "p90=50ms", "--arrival", "poisson", "--seed", "1", "--start-r
 def test_search_reports_the_gpu_picture_and_applies_gpu_bounds(target, tmp_path, nvml_env):
     t = target("--servers", "4", "--service-ms", "2", "--service-dist", "exp", max_seconds=300)
     out = tmp_path / "s.json"
-    p = crestline("search", t.url, *SEARCH, "--gpu", "nvml:0", "--slo", "gpu_util<=99%",
-                  "--out", out, env=nvml_env, timeout=200)
+    # --max-rate 300 (the start): a pass there and its confirmation end the search
+    p = crestline("search", t.url, *SEARCH, "--max-rate", "300", "--gpu", "nvml:0",
+                  "--slo", "gpu_util<=99%", "--out", out, env=nvml_env, timeout=200)
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["slo"]["gpu_util"] == "99%"
@@ -117,6 +118,7 @@ def test_search_reports_the_gpu_picture_and_applies_gpu_bounds(target, tmp_path,
     # a tighter bound than the GPU ever meets: every step fails on it
     p = crestline("search", t.url, *SEARCH, "--max-steps", "2", "--gpu", "nvml:0",
                   "--slo", "gpu_util<=90%", "--out", out, env=nvml_env, timeout=200)
+    assert p.returncode in (0, 1), p.stderr  # ran (not refused), so --out is this search's
     r = json.loads(out.read_text())
     assert r["capacity_rps"] is None
     judged = [s for s in r["steps"] if s["verdict"] != "invalid"]  # a busy machine's client

@@ -43,7 +43,8 @@ def report_files(tmp_path_factory) -> ReportFiles:
         assert p.returncode == 0, p.stderr[-2000:]
         p = subprocess.run(
             CLI + ["search", url, "--slo", "p99=20ms", "--arrival", "poisson", "--seed", "1",
-                   "--start-rate", "400", "--step-duration", "3s", "--warmup", "none",
+                   "--start-rate", "400", "--step-duration", "2s", "--interval", "0.5s",
+                   "--warmup", "none",
                    "--max-steps", "5", "--max-time", "60s", "--max-rate", "800", "--quiet",
                    "--out", str(files.search_json), "--runlog", str(files.search_runlog)],
             capture_output=True, text=True, timeout=300)

@@ -55,7 +55,7 @@ def test_a_search_stepped_by_hand_ends_with_a_capacity(target):
                                       arrival="poisson") as s:
             # p90 <= 40 ms tolerates 4 ms of client lag (a noisy host's wake-ups stay inside)
             search = s.search("p90=40ms", start_rate_rps=100, max_rate_rps=380, step_s=2,
-                              warmup="none", tolerance=0.2, max_time_s=30,
+                              warmup="none", tolerance=0.2, max_time_s=15,
                               max_step_s=3)
             steps = []
             while (step := await search.step()) is not None:

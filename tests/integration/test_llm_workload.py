@@ -116,8 +116,8 @@ def test_search_on_ttft_finds_the_models_capacity(llm, tmp_path):
     p = crestline("search", server.url + "v1/chat/completions", "--method", "POST", "-H",
                   "Content-Type: application/json", "--body", f"@{body}",
                   "--slo", "ttft_p90=150ms", "--arrival", "poisson", "--seed", "1",
-                  "--start-rate", "80", "--step-duration", "3s", "--interval", "0.5s",
-                  "--warmup", "none", "--max-time", "45s", "--max-rate", "400",
+                  "--start-rate", "100", "--step-duration", "3s", "--interval", "0.5s",
+                  "--warmup", "none", "--max-time", "25s", "--max-rate", "400",
                   "--tolerance", "10%", "--quiet", "--out", out, timeout=180)
     assert p.returncode in (0, 1), p.stderr[-2000:]
     r = json.loads(out.read_text())

@@ -96,7 +96,8 @@ def test_search_steps_break_latency_down_by_class(target, tmp_path):
     out = tmp_path / "s.json"
     p = subprocess.run(CLI + ["search", t.url, "--slo", "p90=50ms", "--trace",
                               str(tmp_path / "t.cltrace"), "--arrival", "fitted",
-                              "--start-rate", "300", "--step-duration", "3s", "--max-steps", "2",
+                              "--start-rate", "300", "--step-duration", "2s",
+                              "--interval", "0.5s", "--max-steps", "2",
                               "--warmup", "none", "--out", str(out), "--quiet"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr

@@ -2,7 +2,8 @@
 
 Each arrival starts at max(arrival, earliest free worker) and holds that worker for its
 service time. Over the millions of requests a truth run simulates, heapq's per-call cost
-dominated the test suite; the same recursion in C is exact and about 20 times faster.
+dominated the test suite; the same recursion in C gives the same completion times, and a
+truth run (`sim_capacity_rps`, 200k requests) takes 0.24 s instead of 1.34 s.
 """
 
 

@@ -120,7 +120,7 @@ class Hist:
         clamped = int(np.count_nonzero((v < 0) | (v > HIGHEST_NS)))
         v = np.clip(v, 0, HIGHEST_NS)
         if not v.size:
-            return cls.sparse(np.empty(0, np.uint16), np.empty(0, np.uint32), clamped=clamped)
+            return cls.sparse([], [], clamped=clamped)
         # Sparse: the simulator cuts one per interval, and adding a sparse one into a pool
         # touches only its buckets, where a dense one is scanned end to end.
         idx, vals = np.unique(index_of(v), return_counts=True)
